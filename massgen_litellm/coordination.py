@@ -1,0 +1,290 @@
+"""The coordination protocol, as plain asyncio: agents answer in parallel, see each other's latest answers, and vote.
+
+Nothing here knows about LiteLLM. An agent is an id plus a `TurnTaker`: an async function that is shown a `View` and
+returns a `NewAnswer` or a `Vote`. Rules:
+
+* every agent starts at once; an agent with no valid vote keeps taking turns;
+* a new answer voids every vote cast before it, and those voters decide again;
+* a turn's result is checked against the view it was given: a vote cast on a view that has since changed is void
+  (the agent goes again at once), a new answer always stands. In-flight calls are never cancelled, because a
+  cancelled call is still billed and its answer would be lost;
+* the run ends when every active agent holds a valid vote (consensus), when no agent can act any more
+  (turn limit), when the wall clock runs out (timeout) or when every agent has failed;
+* the winner has the most valid votes, ties going to the agent listed first; with no votes at all, the most
+  recent answer wins, since its author had seen every answer before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class View:
+    """What an agent is shown for one turn."""
+
+    version: int
+    answers: Mapping[str, str]  # agent id -> latest answer, in agent order
+    can_answer: bool  # false once the agent has used up its answers
+
+    @property
+    def can_vote(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass(frozen=True)
+class NewAnswer:
+    content: str
+
+
+@dataclass(frozen=True)
+class Vote:
+    agent_id: str
+    reason: str
+
+
+Action = NewAnswer | Vote
+TurnTaker = Callable[[str, View], Awaitable[Action]]
+
+
+class TurnFailed(Exception):
+    """The agent replied, but not usably (after its corrective retry); it keeps its place and may try again."""
+
+
+EventKind = Literal["turn", "answer", "vote", "void", "turn_failed", "agent_failed", "done"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened, for live views; `detail` is the answer, the vote reason or the error."""
+
+    kind: EventKind
+    agent_id: str | None
+    at: float  # seconds since the run started
+    target: str | None = None  # the agent voted for, or the winner
+    detail: str = ""
+
+
+@dataclass
+class AnswerEntry:
+    agent_id: str
+    label: str  # agent1.2: agent1's second answer
+    content: str
+    at: float
+
+
+@dataclass
+class VoteEntry:
+    voter: str
+    target: str
+    reason: str
+    at: float
+    view_version: int
+    voided: bool = False
+    voided_reason: str | None = None
+
+
+@dataclass
+class AgentState:
+    turns: int = 0
+    answers: int = 0
+    failed_turns: int = 0
+    busy: float = 0.0  # seconds spent inside turns
+    status: Literal["working", "voted", "exhausted", "failed", "stopped"] = "working"
+    error: str | None = None
+
+
+EndReason = Literal["consensus", "turn_limit", "timeout", "all_failed"]
+
+
+@dataclass
+class Outcome:
+    end_reason: EndReason
+    winner: str | None
+    tally: dict[str, int]
+    answers: list[AnswerEntry]
+    votes: list[VoteEntry]
+    agents: dict[str, AgentState]
+    duration: float
+    latest_answers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_answers_per_agent: int = 2
+    max_turns_per_agent: int = 6
+    run_timeout: float = 300.0
+
+
+class Coordinator:
+    def __init__(
+        self,
+        agent_ids: Sequence[str],
+        take_turn: TurnTaker,
+        limits: Limits,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        if not agent_ids or len(set(agent_ids)) != len(agent_ids):
+            raise ValueError("agent ids must be unique and at least one")
+        self.agent_ids = list(agent_ids)
+        self._take_turn = take_turn
+        self._limits = limits
+        self._on_event = on_event
+        self._start = 0.0
+        self._version = 0
+        self._latest: dict[str, str] = {}
+        self._answers: list[AnswerEntry] = []
+        self._votes: list[VoteEntry] = []
+        self._valid: dict[str, VoteEntry] = {}
+        self._agents = {agent_id: AgentState() for agent_id in self.agent_ids}
+        # Set (and replaced) whenever the answers change, to wake agents that are waiting on their vote.
+        self._changed = asyncio.Event()
+        self._settled = asyncio.Event()
+
+    async def run(self) -> Outcome:
+        self._start = time.monotonic()
+        tasks = [
+            asyncio.create_task(self._agent_loop(agent_id), name=f"massgen-{agent_id}") for agent_id in self.agent_ids
+        ]
+        try:
+            settled = await _wait_for_event(self._settled, self._limits.run_timeout)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Wait for the cancellations so no call outlives the run; agent loops record their own errors.
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return self._outcome(self._end_reason() if settled else "timeout")
+
+    def _now(self) -> float:
+        return time.monotonic() - self._start
+
+    def _emit(self, kind: EventKind, agent_id: str | None, target: str | None = None, detail: str = "") -> None:
+        if self._on_event is not None:
+            self._on_event(Event(kind, agent_id, round(self._now(), 3), target, detail))
+
+    async def _agent_loop(self, agent_id: str) -> None:
+        state = self._agents[agent_id]
+        try:
+            while True:
+                if state.status == "voted":
+                    changed = self._changed
+                    await changed.wait()
+                    continue
+                if state.turns >= self._limits.max_turns_per_agent:
+                    state.status = "exhausted"
+                    self._check_settled()
+                    return
+                view = View(
+                    version=self._version,
+                    answers=dict(self._latest),
+                    can_answer=state.answers < self._limits.max_answers_per_agent,
+                )
+                state.turns += 1
+                self._emit("turn", agent_id, detail=str(state.turns))
+                began = time.monotonic()
+                try:
+                    action = await self._take_turn(agent_id, view)
+                except TurnFailed as exc:
+                    state.failed_turns += 1
+                    self._emit("turn_failed", agent_id, detail=str(exc))
+                    continue
+                finally:
+                    state.busy += time.monotonic() - began
+                self._apply(agent_id, view, action)
+        except asyncio.CancelledError:
+            if state.status == "working":
+                state.status = "stopped"
+            raise
+        except Exception as exc:
+            state.status = "failed"
+            state.error = f"{type(exc).__name__}: {exc}"
+            self._emit("agent_failed", agent_id, detail=state.error)
+            self._check_settled()
+
+    def _apply(self, agent_id: str, view: View, action: Action) -> None:
+        state = self._agents[agent_id]
+        if isinstance(action, NewAnswer):
+            if not view.can_answer or not action.content.strip():
+                state.failed_turns += 1
+                self._emit("turn_failed", agent_id, detail="an answer it was not allowed to give")
+                return
+            state.answers += 1
+            label = f"{agent_id}.{state.answers}"
+            self._answers.append(AnswerEntry(agent_id, label, action.content, round(self._now(), 3)))
+            self._latest[agent_id] = action.content
+            self._version += 1
+            for voter, vote in list(self._valid.items()):
+                self._void(vote, f"new answer {label} arrived after it")
+                self._agents[voter].status = "working"
+            self._valid.clear()
+            self._emit("answer", agent_id, target=label, detail=action.content)
+            self._changed.set()
+            self._changed = asyncio.Event()
+            return
+        if action.agent_id not in view.answers:
+            state.failed_turns += 1
+            self._emit("turn_failed", agent_id, detail=f"a vote for {action.agent_id}, which had no answer")
+            return
+        vote = VoteEntry(agent_id, action.agent_id, action.reason, round(self._now(), 3), view.version)
+        self._votes.append(vote)
+        if view.version != self._version:
+            # The voter had not seen the newest answers: its vote cannot count, so it decides again.
+            self._void(vote, "cast on answers that had since changed")
+            return
+        self._valid[agent_id] = vote
+        state.status = "voted"
+        self._emit("vote", agent_id, target=action.agent_id, detail=action.reason)
+        self._check_settled()
+
+    def _void(self, vote: VoteEntry, reason: str) -> None:
+        vote.voided = True
+        vote.voided_reason = reason
+        self._emit("void", vote.voter, target=vote.target, detail=reason)
+
+    def _check_settled(self) -> None:
+        if all(state.status in ("voted", "exhausted", "failed") for state in self._agents.values()):
+            self._settled.set()
+
+    def _end_reason(self) -> EndReason:
+        statuses = [state.status for state in self._agents.values()]
+        if all(status == "failed" for status in statuses):
+            return "all_failed"
+        if all(status in ("voted", "failed") for status in statuses):
+            return "consensus"
+        return "turn_limit"
+
+    def _outcome(self, end_reason: EndReason) -> Outcome:
+        tally = {agent_id: 0 for agent_id in self.agent_ids if agent_id in self._latest}
+        for vote in self._valid.values():
+            tally[vote.target] += 1
+        winner = None
+        if any(tally.values()):
+            # max() keeps the first of equals, and the tally is in agent order: ties go to the agent listed first.
+            winner = max(tally, key=lambda agent_id: tally[agent_id])
+        elif self._answers:
+            winner = self._answers[-1].agent_id
+        self._emit("done", None, target=winner, detail=end_reason)
+        return Outcome(
+            end_reason=end_reason,
+            winner=winner,
+            tally=tally,
+            answers=list(self._answers),
+            votes=list(self._votes),
+            agents=self._agents,
+            duration=round(self._now(), 3),
+            latest_answers=dict(self._latest),
+        )
+
+
+async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
+    """True if the event was set within the timeout (asyncio.timeout needs 3.11; we support 3.10)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return bool(done)

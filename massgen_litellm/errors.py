@@ -1,0 +1,65 @@
+"""Errors as LiteLLM users already catch them: every bad input is a `litellm.BadRequestError` (HTTP 400)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import litellm
+from pydantic import BaseModel, ValidationError
+
+PROVIDER = "massgen"
+
+
+class MassGenInputError(ValueError):
+    """Bad input found before any participant is called; becomes a 400 at the LiteLLM boundary."""
+
+
+def bad_request(message: str, model: str = "") -> litellm.BadRequestError:
+    return litellm.BadRequestError(message=f"massgen: {message}", model=model, llm_provider=PROVIDER)
+
+
+def describe_validation_error(error: ValidationError, shape: type[BaseModel], where: str) -> str:
+    """One line per problem, naming the key path and, for an unknown key, the keys that are allowed."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        path = (where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"])).lstrip(".")
+        if problem["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(shape, problem["loc"]))
+            lines.append(f"{path}: unknown key; allowed keys: {allowed}")
+        else:
+            lines.append(f"{path}: {problem['msg']}")
+    return "; ".join(lines)
+
+
+def _allowed_keys(shape: type[BaseModel], loc: Iterable[int | str]) -> list[str]:
+    """Walk the model along the error's path to the shape that rejected the key."""
+    current: type[BaseModel] = shape
+    for part in list(loc)[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part))
+        nested = _model_in(field.annotation) if field else None
+        if nested is None:
+            break
+        current = nested
+    return list(current.model_fields)
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def all_agents_failed(failures: Mapping[str, str], model: str) -> litellm.APIError:
+    causes = "; ".join(f"{agent}: {cause}" for agent, cause in failures.items())
+    return litellm.APIError(
+        status_code=502,
+        message=f"massgen: every participant failed, so there is no answer. {causes}",
+        llm_provider=PROVIDER,
+        model=model,
+    )

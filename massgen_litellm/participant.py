@@ -1,0 +1,184 @@
+"""A participant: one agent of a run, calling its model through `litellm.acompletion`.
+
+Going through LiteLLM for every call is the point: keys, retries (`num_retries`), cost tracking and callbacks work
+the way LiteLLM users already know them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import litellm
+
+from .config import AgentConfig
+from .coordination import Action, TurnFailed, View
+from .protocol import Malformed, Message, Protocol, correction_messages, parse_reply, tool_schemas, turn_messages
+from .record import CallInfo, CallKind
+
+
+def pick_protocol(config: AgentConfig) -> Protocol:
+    if config.protocol is not None:
+        return config.protocol
+    try:
+        return "tools" if litellm.supports_function_calling(model=config.model) else "text"
+    except Exception:
+        # LiteLLM raises for models it has never heard of; plain text works with every model.
+        return "text"
+
+
+class Participant:
+    def __init__(
+        self,
+        agent_id: str,
+        config: AgentConfig,
+        *,
+        n_agents: int,
+        conversation: Sequence[Message],
+        sampling: Mapping[str, Any],
+        call_timeout: float,
+        metadata: Mapping[str, Any],
+        clock: Callable[[], float],
+    ) -> None:
+        self.agent_id = agent_id
+        self.config = config
+        self.protocol = pick_protocol(config)
+        self.n_agents = n_agents
+        self.conversation = conversation
+        self.call_timeout = call_timeout
+        self.metadata = dict(metadata)
+        self.calls: list[CallInfo] = []
+        self._clock = clock
+        self._turn = 0
+        self._params: dict[str, Any] = {**sampling, **config.sampling()}
+        if config.api_base:
+            self._params["api_base"] = config.api_base
+        api_key = config.resolved_api_key()
+        if api_key:
+            self._params["api_key"] = api_key
+        if config.num_retries is not None:
+            self._params["num_retries"] = config.num_retries
+
+    async def take_turn(self, view: View) -> Action:
+        """One coordination turn: a call, and one corrective retry if the reply cannot be used."""
+        self._turn += 1
+        tools = tool_schemas(view) if self.protocol == "tools" else None
+        messages = turn_messages(
+            self.conversation, self.agent_id, self.n_agents, view, self.protocol, self.config.system_message
+        )
+        reply = await self._call(messages, "turn", tools)
+        parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view)
+        if isinstance(parsed, Malformed):
+            messages = [*messages, *correction_messages(reply, parsed.problem)]
+            reply = await self._call(messages, "retry", tools)
+            parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view)
+            if isinstance(parsed, Malformed):
+                raise TurnFailed(parsed.problem)
+        return parsed
+
+    async def present(self, messages: list[Message]) -> str:
+        reply = await self._call(messages, "present", None)
+        return reply.get("content") or ""
+
+    async def present_stream(self, messages: list[Message]) -> AsyncIterator[str]:
+        """The winner's own stream, passed through delta by delta."""
+        started = self._clock()
+        began = time.monotonic()
+        usage: Any = None
+        error: str | None = None
+        try:
+            stream = await litellm.acompletion(
+                **self._call_kwargs(messages, "present", None),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in stream:
+                usage = getattr(chunk, "usage", None) or usage
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except BaseException as exc:
+            error = _describe(exc)
+            raise
+        finally:
+            prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+            completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+            self.calls.append(
+                CallInfo(
+                    agent_id=self.agent_id,
+                    kind="present",
+                    started_at=started,
+                    seconds=round(time.monotonic() - began, 4),
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    cost=self._stream_cost(prompt_tokens, completion_tokens) if usage else None,
+                    error=error,
+                )
+            )
+
+    def _call_kwargs(
+        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            **self._params,
+            "model": self.config.model,
+            "messages": messages,
+            "timeout": self.call_timeout,
+            "metadata": {**self.metadata, "massgen_agent_id": self.agent_id, "massgen_call": kind},
+        }
+        if kind != "present":
+            kwargs["metadata"]["massgen_turn"] = self._turn
+        if tools:
+            kwargs["tools"] = tools
+        return kwargs
+
+    async def _call(
+        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        started = self._clock()
+        began = time.monotonic()
+        call = CallInfo(agent_id=self.agent_id, kind=kind, started_at=started, seconds=0.0)
+        if kind != "present":
+            call.turn = self._turn
+        self.calls.append(call)
+        try:
+            response = await litellm.acompletion(**self._call_kwargs(messages, kind, tools))
+        except BaseException as exc:
+            call.error = _describe(exc)
+            raise
+        finally:
+            call.seconds = round(time.monotonic() - began, 4)
+        usage = getattr(response, "usage", None)
+        call.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+        call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if not response.choices:
+            raise ValueError(f"{self.config.model} returned a response with no choices")
+        message = response.choices[0].message
+        tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
+        return {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
+
+    def _stream_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        try:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=self.config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
+        except Exception:
+            return None
+        return prompt_cost + completion_cost
+
+
+def _plain(tool_call: Any) -> dict[str, Any]:
+    if isinstance(tool_call, Mapping):
+        return dict(tool_call)
+    function = getattr(tool_call, "function", None)
+    return {
+        "id": getattr(tool_call, "id", None),
+        "type": "function",
+        "function": {"name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)},
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).strip() or "no message"
+    return f"{type(exc).__name__}: {message}"

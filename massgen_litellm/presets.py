@@ -1,0 +1,91 @@
+"""Finding and loading presets: the shipped YAML files, then the user's directories, which override them by name."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .config import Preset
+from .errors import MassGenInputError, describe_validation_error
+
+PRESETS_DIR_ENV = "MASSGEN_PRESETS_DIR"
+
+# A preset name becomes a file name: anything but a plain identifier could walk out of the presets directory.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def shipped_presets_dir() -> Path:
+    """Inside an installed wheel the presets sit in the package; in a source checkout, at the top of the repo."""
+    packaged = Path(__file__).with_name("presets")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "presets"
+
+
+def is_valid_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+class PresetStore:
+    """Looks presets up by name; later directories win, so a user's `build.yaml` replaces the shipped one."""
+
+    def __init__(self, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
+        self.extra_dirs = [Path(d) for d in extra_dirs]
+
+    def directories(self) -> list[Path]:
+        env = [Path(p) for p in os.environ.get(PRESETS_DIR_ENV, "").split(os.pathsep) if p]
+        return [shipped_presets_dir(), *env, *self.extra_dirs]
+
+    def files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for directory in self.directories():
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("*.y*ml")):
+                if path.suffix in (".yaml", ".yml") and is_valid_name(path.stem):
+                    found[path.stem] = path
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(self.files())
+
+    def load(self, name: str) -> Preset:
+        if not is_valid_name(name):
+            raise MassGenInputError(
+                f"preset name {name!r} is not allowed: use letters, digits, '-' and '_' only, for example massgen/build"
+            )
+        files = self.files()
+        if name not in files:
+            available = ", ".join(sorted(files)) or "none"
+            raise MassGenInputError(
+                f"unknown preset {name!r}. Available presets: {available}. "
+                f"Add your own as {name}.yaml in a directory named by {PRESETS_DIR_ENV}."
+            )
+        return load_preset_file(files[name])
+
+
+def load_preset_file(path: Path) -> Preset:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MassGenInputError(f"preset file {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise MassGenInputError(f"preset file {path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise MassGenInputError(
+            f"preset file {path} must be a YAML mapping with an 'agents' list, not {type(data).__name__}"
+        )
+    try:
+        return Preset.model_validate(data)
+    except ValidationError as exc:
+        raise MassGenInputError(
+            f"preset file {path} is invalid: {describe_validation_error(exc, Preset, 'preset')}"
+        ) from None

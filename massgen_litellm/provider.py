@@ -1,0 +1,112 @@
+"""The LiteLLM custom provider: `massgen/<preset>` in, an ordinary OpenAI-shaped completion or stream out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from litellm import CustomLLM
+from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices, Usage
+
+from . import portal
+from .errors import PROVIDER, MassGenInputError, bad_request
+from .presets import PresetStore
+from .record import RunRecord
+from .request import build_request
+from .run import Content, Progress, Run
+
+logger = logging.getLogger("massgen_litellm")
+
+RECORD_FIELD = "massgen"
+
+
+class MassGenLLM(CustomLLM):
+    """Serves `massgen/<preset>`; LiteLLM strips the provider prefix before calling us."""
+
+    def __init__(self, presets_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
+        super().__init__()
+        self.presets = PresetStore(presets_dirs)
+
+    def _start(self, model: str, messages: list[Any], kwargs: dict[str, Any]) -> Run:
+        preset = model.removeprefix(f"{PROVIDER}/")
+        try:
+            request = build_request(
+                preset, messages, kwargs.get("optional_params") or {}, self.presets, kwargs.get("timeout")
+            )
+        except MassGenInputError as exc:
+            raise bad_request(str(exc), model=f"{PROVIDER}/{preset}") from None
+        litellm_params = kwargs.get("litellm_params") or {}
+        return Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
+
+    async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        run = self._start(model, messages, kwargs)
+        await run.coordinate()
+        content = await run.final_answer()
+        return _completion(kwargs.get("model_response") or ModelResponse(), run, content)
+
+    def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        return portal.call(self.acompletion(model, messages, *args, **kwargs))
+
+    async def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        run = self._start(model, messages, kwargs)
+        async for piece in run.stream():
+            if isinstance(piece, Progress):
+                yield _chunk(run, Delta(reasoning_content=piece.text))
+            elif isinstance(piece, Content):
+                yield _chunk(run, Delta(content=piece.text))
+        record = _finish(run)
+        # Usage goes on its own chunk before the finish chunk: LiteLLM keeps it there and reports it as the stream's
+        # usage, where it would drop it from a finish chunk with no content.
+        usage_chunk = _chunk(run, Delta())
+        usage_chunk.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
+        yield usage_chunk
+        final = _chunk(run, Delta(), finish_reason="stop")
+        setattr(final, RECORD_FIELD, record.model_dump(mode="json"))
+        yield final
+
+    def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
+
+
+def _finish(run: Run) -> RunRecord:
+    record = run.record()
+    logger.info(
+        "massgen run %s (%s): %s, winner %s, tally %s, %d calls, %d tokens, $%.6f, %.2fs",
+        record.run_id,
+        record.preset,
+        record.end_reason,
+        record.winner,
+        record.tally,
+        len(record.calls),
+        record.usage.total_tokens,
+        record.cost,
+        record.duration_seconds,
+    )
+    return record
+
+
+def _completion(response: ModelResponse, run: Run, content: str) -> ModelResponse:
+    record = _finish(run)
+    response.model = run.model
+    response.choices[0].message.content = content  # type: ignore[union-attr]
+    response.choices[0].finish_reason = "stop"
+    response.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
+    # LiteLLM prices a response by this field when it is set, so the run's cost is what its users and the proxy's
+    # spend tracking see.
+    response._hidden_params["response_cost"] = record.cost
+    setattr(response, RECORD_FIELD, record.model_dump(mode="json"))
+    return response
+
+
+def _chunk(run: Run, delta: Delta, finish_reason: str | None = None) -> ModelResponseStream:
+    return ModelResponseStream(
+        id=f"chatcmpl-{run.run_id}",
+        model=run.model,
+        choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],
+    )
+
+
+handler = MassGenLLM()
+"""The handler a LiteLLM proxy config names: `custom_handler: massgen_litellm.handler`."""

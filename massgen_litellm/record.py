@@ -1,0 +1,85 @@
+"""The coordination record: everything a run did, attached to every response.
+
+It never holds an API key: agents are described by id and model string only.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CallKind = Literal["turn", "retry", "present"]
+
+
+class CallInfo(BaseModel):
+    """One `litellm.acompletion` call made for the run."""
+
+    agent_id: str
+    kind: CallKind
+    turn: int | None = None
+    started_at: float = Field(description="Seconds since the run started.")
+    seconds: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = Field(None, description="LiteLLM's price for the call; None where it knows no price.")
+    error: str | None = None
+
+
+class AgentInfo(BaseModel):
+    id: str
+    model: str
+    protocol: Literal["tools", "text"]
+    status: str
+    turns: int
+    answers: int
+    failed_turns: int
+    busy_seconds: float
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    error: str | None = None
+
+
+class AnswerInfo(BaseModel):
+    label: str
+    agent_id: str
+    content: str
+    at: float
+
+
+class VoteInfo(BaseModel):
+    voter: str
+    target: str
+    reason: str
+    at: float
+    voided: bool
+    voided_reason: str | None = None
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RunRecord(BaseModel):
+    run_id: str
+    preset: str
+    started_at: str = Field(description="UTC, ISO 8601.")
+    duration_seconds: float
+    end_reason: Literal["consensus", "turn_limit", "timeout", "all_failed"]
+    winner: str | None
+    tally: dict[str, int]
+    final: Literal["present", "winner_answer"]
+    presented_by: str | None = Field(None, description="The agent that wrote the final reply; None if verbatim.")
+    agents: list[AgentInfo]
+    answers: list[AnswerInfo]
+    votes: list[VoteInfo]
+    calls: list[CallInfo]
+    usage: UsageInfo
+    cost: float = Field(description="Sum of the priced calls' costs.")
+    unpriced_calls: int = Field(0, description="Calls LiteLLM knew no price for, left out of `cost`.")
+    ignored_params: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)

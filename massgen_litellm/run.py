@@ -1,0 +1,276 @@
+"""One coordination run for one request: participants, the coordinator, the final presentation and the record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import litellm
+
+from .coordination import Action, Coordinator, Event, Limits, Outcome, View
+from .errors import PROVIDER, all_agents_failed
+from .participant import Participant
+from .protocol import presentation_messages
+from .record import AgentInfo, AnswerInfo, RunRecord, UsageInfo, VoteInfo
+from .request import RunRequest
+
+logger = logging.getLogger("massgen_litellm")
+
+_PREVIEW = 160
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A line about the agents at work, streamed as reasoning content."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Content:
+    text: str
+
+
+class Run:
+    def __init__(self, request: RunRequest, parent_call_id: str | None = None) -> None:
+        self.request = request
+        self.model = f"{PROVIDER}/{request.preset}"
+        self.run_id = uuid.uuid4().hex
+        self.started_at = datetime.now(timezone.utc)
+        self._t0 = time.monotonic()
+        self.outcome: Outcome | None = None
+        self.presented_by: str | None = None
+        self.notes: list[str] = []
+        metadata = {"massgen_run_id": self.run_id, "massgen_preset": request.preset}
+        if parent_call_id:
+            metadata["massgen_parent_call_id"] = parent_call_id
+        n = len(request.agents)
+        self.participants = {
+            f"agent{i}": Participant(
+                f"agent{i}",
+                config,
+                n_agents=n,
+                conversation=request.conversation,
+                sampling=request.sampling,
+                call_timeout=request.options.call_timeout,
+                metadata=metadata,
+                clock=self._clock,
+            )
+            for i, config in enumerate(request.agents, start=1)
+        }
+
+    def _clock(self) -> float:
+        return round(time.monotonic() - self._t0, 4)
+
+    async def _take_turn(self, agent_id: str, view: View) -> Action:
+        return await self.participants[agent_id].take_turn(view)
+
+    async def coordinate(self, on_event: Callable[[Event], None] | None = None) -> Outcome:
+        options = self.request.options
+        limits = Limits(options.max_answers_per_agent, options.max_turns_per_agent, options.run_timeout)
+        coordinator = Coordinator(list(self.participants), self._take_turn, limits, on_event)
+        self.outcome = outcome = await coordinator.run()
+        if outcome.winner is None:
+            raise self._no_answer_error(outcome)
+        return outcome
+
+    def _no_answer_error(self, outcome: Outcome) -> Exception:
+        failures = {agent_id: state.error or "no answer" for agent_id, state in outcome.agents.items()}
+        if outcome.end_reason == "all_failed":
+            return all_agents_failed(failures, self.model)
+        if outcome.end_reason == "timeout":
+            return litellm.Timeout(
+                message=f"massgen: no agent answered within run_timeout={self.request.options.run_timeout}s",
+                model=self.model,
+                llm_provider=PROVIDER,
+            )
+        causes = "; ".join(f"{agent_id}: {cause}" for agent_id, cause in failures.items())
+        return litellm.APIError(
+            status_code=502,
+            message=f"massgen: no agent gave a usable answer within its turns. {causes}",
+            llm_provider=PROVIDER,
+            model=self.model,
+        )
+
+    def _winner(self) -> tuple[Participant, str]:
+        assert self.outcome is not None and self.outcome.winner is not None, "coordinate() first"
+        winner = self.outcome.winner
+        return self.participants[winner], self.outcome.latest_answers[winner]
+
+    def _presenter(self) -> Participant | None:
+        """The winner, unless the answer is to be returned verbatim or the winner has failed."""
+        assert self.outcome is not None
+        if self.request.options.final == "winner_answer":
+            return None
+        participant, _ = self._winner()
+        if self.outcome.agents[participant.agent_id].status == "failed":
+            self.notes.append(f"{participant.agent_id} failed, so its answer is returned verbatim")
+            return None
+        return participant
+
+    def _presentation_messages(self, participant: Participant) -> list[dict[str, object]]:
+        assert self.outcome is not None
+        reasons = [(v.voter, v.target, v.reason) for v in self.outcome.votes if not v.voided]
+        return presentation_messages(
+            self.request.conversation,
+            participant.agent_id,
+            self.outcome.latest_answers,
+            reasons,
+            participant.config.system_message,
+        )
+
+    async def final_answer(self) -> str:
+        participant, answer = self._winner()
+        presenter = self._presenter()
+        if presenter is None:
+            return answer
+        try:
+            text = await presenter.present(self._presentation_messages(presenter))
+        except Exception as exc:
+            # The run already has a voted answer; a failed presentation must not lose it.
+            self.notes.append(f"the presentation by {participant.agent_id} failed ({exc}); its answer is returned")
+            logger.warning("massgen run %s: presentation failed, returning the voted answer: %s", self.run_id, exc)
+            return answer
+        if not text.strip():
+            self.notes.append(f"{participant.agent_id} presented an empty reply; its answer is returned")
+            return answer
+        self.presented_by = participant.agent_id
+        return text
+
+    async def final_answer_stream(self) -> AsyncIterator[str]:
+        participant, answer = self._winner()
+        presenter = self._presenter()
+        if presenter is None:
+            yield answer
+            return
+        sent = False
+        try:
+            async for delta in presenter.present_stream(self._presentation_messages(presenter)):
+                sent = True
+                yield delta
+        except Exception as exc:
+            if sent:
+                raise
+            self.notes.append(f"the presentation by {participant.agent_id} failed ({exc}); its answer is returned")
+            logger.warning("massgen run %s: presentation failed, returning the voted answer: %s", self.run_id, exc)
+            yield answer
+            return
+        if not sent:
+            self.notes.append(f"{participant.agent_id} presented an empty reply; its answer is returned")
+            yield answer
+            return
+        self.presented_by = participant.agent_id
+
+    async def stream(self) -> AsyncIterator[Progress | Content]:
+        """Progress lines while the agents work, then the final answer as the winner streams it."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        task = asyncio.create_task(self.coordinate(queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                line = describe_event(event, self.request.options.max_turns_per_agent)
+                if line:
+                    yield Progress(line)
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        async for delta in self.final_answer_stream():
+            yield Content(delta)
+
+    def record(self) -> RunRecord:
+        assert self.outcome is not None
+        outcome = self.outcome
+        calls = sorted((c for p in self.participants.values() for c in p.calls), key=lambda c: c.started_at)
+        agents = []
+        for agent_id, participant in self.participants.items():
+            state = outcome.agents[agent_id]
+            own = participant.calls
+            agents.append(
+                AgentInfo(
+                    id=agent_id,
+                    model=participant.config.model,
+                    protocol=participant.protocol,
+                    status=state.status,
+                    turns=state.turns,
+                    answers=state.answers,
+                    failed_turns=state.failed_turns,
+                    busy_seconds=round(state.busy, 4),
+                    calls=len(own),
+                    prompt_tokens=sum(c.prompt_tokens for c in own),
+                    completion_tokens=sum(c.completion_tokens for c in own),
+                    cost=sum(c.cost or 0.0 for c in own),
+                    error=state.error,
+                )
+            )
+        prompt_tokens = sum(c.prompt_tokens for c in calls)
+        completion_tokens = sum(c.completion_tokens for c in calls)
+        return RunRecord(
+            run_id=self.run_id,
+            preset=self.request.preset,
+            started_at=self.started_at.isoformat(),
+            duration_seconds=self._clock(),
+            end_reason=outcome.end_reason,
+            winner=outcome.winner,
+            tally=outcome.tally,
+            final=self.request.options.final,
+            presented_by=self.presented_by,
+            agents=agents,
+            answers=[
+                AnswerInfo(label=a.label, agent_id=a.agent_id, content=a.content, at=a.at) for a in outcome.answers
+            ],
+            votes=[
+                VoteInfo(
+                    voter=v.voter,
+                    target=v.target,
+                    reason=v.reason,
+                    at=v.at,
+                    voided=v.voided,
+                    voided_reason=v.voided_reason,
+                )
+                for v in outcome.votes
+            ],
+            calls=calls,
+            usage=UsageInfo(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
+            cost=sum(c.cost or 0.0 for c in calls),
+            unpriced_calls=sum(1 for c in calls if c.cost is None and c.error is None),
+            ignored_params=self.request.ignored_params,
+            notes=self.notes,
+        )
+
+
+def describe_event(event: Event, max_turns: int) -> str | None:
+    """One human line per event; turn starts are left out, they carry no news."""
+    who = event.agent_id
+    if event.kind == "answer":
+        text = " ".join(event.detail.split())
+        preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+        return f"{who} answered ({event.target}): {preview}\n"
+    if event.kind == "vote":
+        return f"{who} voted for {event.target}: {event.detail or '(no reason)'}\n"
+    if event.kind == "void":
+        return f"{who}'s vote for {event.target} no longer counts: {event.detail}\n"
+    if event.kind == "turn_failed":
+        return f"{who}'s turn could not be used: {event.detail}\n"
+    if event.kind == "agent_failed":
+        return f"{who} failed and was dropped: {event.detail}\n"
+    if event.kind == "done":
+        reasons = {
+            "consensus": "every agent has voted",
+            "turn_limit": f"the agents reached their limit of {max_turns} turns",
+            "timeout": "the run timed out",
+            "all_failed": "every agent failed",
+        }
+        winner = f"{event.target} presents the final answer" if event.target else "no answer"
+        return f"Done, {reasons.get(event.detail, event.detail)}: {winner}.\n\n"
+    return None

@@ -1,0 +1,56 @@
+"""Shared fixtures. Tests never reach the internet: participants are scripted models behind respx."""
+
+from __future__ import annotations
+
+import os
+
+# Before LiteLLM is imported: use its bundled price list instead of fetching one, and plain httpx transports,
+# which respx can intercept.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("DISABLE_AIOHTTP_TRANSPORT", "True")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import litellm  # noqa: E402
+import pytest  # noqa: E402
+import respx  # noqa: E402
+import yaml  # noqa: E402
+
+from massgen_litellm import register_with_litellm  # noqa: E402
+from tests.fake_llm import BASE, KEY, FakeLLM  # noqa: E402
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLM]:
+    backend = FakeLLM()
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        router.post(f"{BASE}/chat/completions").mock(side_effect=backend.handle)
+        yield backend
+
+
+def agent(model: str, protocol: str = "tools", **fields: Any) -> dict[str, Any]:
+    """An agent entry for a scripted model."""
+    return {"model": f"openai/{model}", "api_base": BASE, "api_key": KEY, "protocol": protocol, **fields}
+
+
+@pytest.fixture
+def presets_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "presets"
+    directory.mkdir()
+    return directory
+
+
+def write_preset(directory: Path, name: str, agents: list[dict[str, Any]], **options: Any) -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"agents": agents, **options}))
+    return path
+
+
+@pytest.fixture
+def registered(presets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """massgen registered with a fresh user presets directory; the provider map is restored afterwards."""
+    monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
+    register_with_litellm(presets_dir=presets_dir, load_env=False)
+    yield presets_dir

@@ -1,0 +1,202 @@
+"""A scripted OpenAI-compatible chat backend, keyed by model name.
+
+Participants in tests are ordinary LiteLLM models (`openai/<name>` with an `api_base`), so every call goes through
+LiteLLM's real OpenAI path and reaches this backend over HTTP (respx here). A script is a function of the request
+(`Call`) that returns a reply: a tool call, plain text, an HTTP error, optionally after a delay. The backend logs
+every call with the usage it reported, so tests compare our sums with what the "provider" really said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+BASE = "http://fake-llm.test/v1"
+KEY = "sk-test-not-a-real-key"
+
+_FENCE = re.compile(r"<<<ANSWER (agent\d+) ([0-9a-f]+)>>>\n(.*?)\n<<<END ANSWER \1 \2>>>", re.DOTALL)
+_SELF = re.compile(r"You are (agent\d+)")
+
+
+@dataclass
+class Reply:
+    content: str | None = None
+    tool: str | None = None
+    arguments: Any = None  # dict, or a raw string for malformed JSON
+    status: int = 200
+    error: str = ""
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def answer(content: str, delay: float = 0.0) -> Reply:
+    return Reply(tool="new_answer", arguments={"content": content}, delay=delay)
+
+
+def vote(agent_id: str, reason: str = "it is right", delay: float = 0.0) -> Reply:
+    return Reply(tool="vote", arguments={"agent_id": agent_id, "reason": reason}, delay=delay)
+
+
+def text(content: str, delay: float = 0.0) -> Reply:
+    return Reply(content=content, delay=delay)
+
+
+def fail(status: int = 500, error: str = "upstream exploded", delay: float = 0.0) -> Reply:
+    return Reply(status=status, error=error, delay=delay)
+
+
+@dataclass
+class Call:
+    """One request as the backend saw it."""
+
+    model: str
+    body: dict[str, Any]
+    started: float
+    ended: float = 0.0
+    usage: dict[str, int] | None = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body["messages"]
+
+    @property
+    def prompt(self) -> str:
+        return self.messages[-1].get("content") or ""
+
+    @property
+    def tools(self) -> list[str]:
+        return [t["function"]["name"] for t in self.body.get("tools") or []]
+
+    @property
+    def answers(self) -> dict[str, str]:
+        """The answers fenced in the coordination instruction, by agent id."""
+        return {m.group(1): m.group(3) for m in _FENCE.finditer(self.prompt)}
+
+    @property
+    def agent_id(self) -> str | None:
+        match = _SELF.search(self.prompt)
+        return match.group(1) if match else None
+
+    @property
+    def is_presentation(self) -> bool:
+        return "The agents have finished" in self.prompt
+
+    @property
+    def is_retry(self) -> bool:
+        return any("could not be used" in (m.get("content") or "") for m in self.messages)
+
+
+Script = Callable[[Call], Reply]
+
+
+def answer_then_vote(content: str, for_agent: str = "agent1", delay: float = 0.0) -> Script:
+    """Answer when there is nothing to vote for, else vote for `for_agent`; present the winning answer."""
+
+    def script(call: Call) -> Reply:
+        if call.is_presentation:
+            return text(f"Final: {call.answers.get(call.agent_id or '', content)}", delay=delay)
+        if "vote" in call.tools and for_agent in call.answers:
+            return vote(for_agent, f"{for_agent} is right", delay=delay)
+        return answer(content, delay=delay)
+
+    return script
+
+
+def sequence(*replies: Reply | Script) -> Script:
+    """Replies in order, one per call; the last one repeats."""
+    queue = list(replies)
+
+    def script(call: Call) -> Reply:
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        return item(call) if callable(item) else item
+
+    return script
+
+
+class FakeLLM:
+    def __init__(self) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.calls: list[Call] = []
+
+    def script(self, model: str, script: Script) -> str:
+        """Register a scripted model; returns its LiteLLM agent entry's model string."""
+        self.scripts[model] = script
+        return f"openai/{model}"
+
+    def calls_of(self, model: str) -> list[Call]:
+        return [c for c in self.calls if c.model == model]
+
+    def reported_usage(self) -> dict[str, int]:
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for call in self.calls:
+            for key in totals:
+                totals[key] += (call.usage or {}).get(key, 0)
+        return totals
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        call = Call(model=body["model"], body=body, started=time.monotonic())
+        self.calls.append(call)
+        if call.model not in self.scripts:
+            return httpx.Response(404, json={"error": {"message": f"no such model {call.model}", "type": "invalid"}})
+        reply = self.scripts[call.model](call)
+        try:
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+        finally:
+            call.ended = time.monotonic()
+        if reply.status != 200:
+            return httpx.Response(
+                reply.status,
+                json={"error": {"message": reply.error, "type": "server_error"}},
+                headers=reply.headers,
+            )
+        message, finish = _message(reply)
+        call.usage = _usage(body, message)
+        if body.get("stream"):
+            return _sse(call, message, finish)
+        return httpx.Response(
+            200,
+            json={
+                "id": f"chatcmpl-{len(self.calls)}",
+                "object": "chat.completion",
+                "created": 1,
+                "model": call.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": call.usage,
+            },
+        )
+
+
+def _message(reply: Reply) -> tuple[dict[str, Any], str]:
+    if reply.tool is None:
+        return {"role": "assistant", "content": reply.content}, "stop"
+    arguments = reply.arguments if isinstance(reply.arguments, str) else json.dumps(reply.arguments)
+    tool_call = {"id": "call_1", "type": "function", "function": {"name": reply.tool, "arguments": arguments}}
+    return {"role": "assistant", "content": None, "tool_calls": [tool_call]}, "tool_calls"
+
+
+def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, int]:
+    """Deterministic, request-dependent token counts, so sums are checkable and not constants."""
+    prompt = sum(len(str(m.get("content") or "")) for m in body["messages"]) // 4 + 1
+    completion = len(json.dumps(message)) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _sse(call: Call, message: dict[str, Any], finish: str) -> httpx.Response:
+    content = message.get("content") or ""
+    pieces = [content[i : i + 4] for i in range(0, len(content), 4)] or [""]
+    base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": call.model}
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p}}]} for p in pieces]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if (call.body.get("stream_options") or {}).get("include_usage"):
+        events.append({**base, "choices": [], "usage": call.usage})
+    data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return httpx.Response(200, content=data.encode(), headers={"content-type": "text/event-stream"})

@@ -1,0 +1,218 @@
+"""The coordination core alone: plain asyncio, scripted turn takers, no LiteLLM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from massgen_litellm.coordination import Action, Coordinator, Event, Limits, NewAnswer, TurnFailed, View, Vote
+
+Policy = Callable[[View], Action]
+
+
+def taker(policies: dict[str, Policy], delays: dict[str, float] | None = None, seen: list | None = None):
+    async def take_turn(agent_id: str, view: View) -> Action:
+        if seen is not None:
+            seen.append((agent_id, view))
+        await asyncio.sleep((delays or {}).get(agent_id, 0.0))
+        return policies[agent_id](view)
+
+    return take_turn
+
+
+def answer_or_vote(content: str, target: str) -> Policy:
+    return lambda view: Vote(target, "best") if target in view.answers else NewAnswer(content)
+
+
+async def run(policies, limits=Limits(), delays=None, seen=None, events=None):
+    coordinator = Coordinator(list(policies), taker(policies, delays, seen), limits, events.append if events is not None else None)
+    return await coordinator.run()
+
+
+async def test_consensus_on_the_first_answer_once_all_have_voted():
+    outcome = await run(
+        {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")},
+        delays={"agent1": 0.0, "agent2": 0.02, "agent3": 0.02},
+    )
+    assert outcome.end_reason == "consensus"
+    assert outcome.winner == "agent1"
+    assert outcome.tally["agent1"] == 3
+    assert all(state.status == "voted" for state in outcome.agents.values())
+
+
+async def test_new_answer_voids_earlier_votes_and_voters_decide_again():
+    seen: list = []
+    outcome = await run(
+        {
+            "agent1": answer_or_vote("A", "agent1"),
+            "agent2": lambda view: Vote("agent1", "fine") if "agent1" in view.answers else NewAnswer("B"),
+            # agent3 is slow: its answer lands after agent2 has already voted for agent1.
+            "agent3": lambda view: Vote("agent3", "mine") if "agent3" in view.answers else NewAnswer("C"),
+        },
+        delays={"agent1": 0.0, "agent2": 0.01, "agent3": 0.1},
+        seen=seen,
+    )
+    voided = [v for v in outcome.votes if v.voided]
+    assert any(v.voter == "agent2" and "agent3.1" in (v.voided_reason or "") for v in voided)
+    # agent2 was asked again and this time saw agent3's answer.
+    assert any(agent == "agent2" and "agent3" in view.answers for agent, view in seen)
+    assert outcome.end_reason == "consensus"
+
+
+async def test_vote_cast_on_a_stale_view_is_void_and_the_agent_goes_again():
+    seen: list = []
+
+    def slow_voter(view: View) -> Action:
+        return Vote("agent1", "seen only agent1") if view.answers else NewAnswer("B")
+
+    outcome = await run(
+        {
+            "agent1": answer_or_vote("A", "agent1"),
+            "agent2": slow_voter,
+            "agent3": lambda view: Vote("agent1", "ok") if "agent3" in view.answers else NewAnswer("C"),
+        },
+        # agent2's second turn starts with agent1's answer and lasts long enough for agent3's answer to land.
+        delays={"agent1": 0.0, "agent2": 0.05, "agent3": 0.07},
+        seen=seen,
+    )
+    stale = [v for v in outcome.votes if v.voided_reason == "cast on answers that had since changed"]
+    assert stale, outcome.votes
+    assert outcome.end_reason == "consensus"
+    assert outcome.agents["agent2"].turns >= 3
+
+
+async def test_tie_goes_to_the_agent_listed_first():
+    outcome = await run(
+        {
+            "agent1": lambda view: Vote("agent2", "b") if len(view.answers) == 2 else NewAnswer("A"),
+            "agent2": lambda view: Vote("agent1", "a") if len(view.answers) == 2 else NewAnswer("B"),
+        }
+    )
+    assert outcome.tally == {"agent1": 1, "agent2": 1}
+    assert outcome.winner == "agent1"
+
+
+async def test_max_answers_per_agent_leaves_only_the_vote():
+    seen: list = []
+    outcome = await run(
+        {a: (lambda view: NewAnswer("again") if view.can_answer else Vote("agent1", "x")) for a in ("agent1", "agent2")},
+        limits=Limits(max_answers_per_agent=1),
+        seen=seen,
+    )
+    assert all(state.answers == 1 for state in outcome.agents.values())
+    assert all(not view.can_answer for _, view in seen[2:])
+    assert outcome.end_reason == "consensus"
+
+
+async def test_turn_limit_ends_the_run_and_the_latest_answer_wins_without_votes():
+    outcome = await run(
+        {"agent1": lambda view: NewAnswer("first"), "agent2": lambda view: NewAnswer("second")},
+        limits=Limits(max_answers_per_agent=3, max_turns_per_agent=3),
+        delays={"agent1": 0.0, "agent2": 0.01},
+    )
+    assert outcome.end_reason == "turn_limit"
+    assert not any(outcome.tally.values())
+    assert outcome.winner == outcome.answers[-1].agent_id == "agent2"
+
+
+async def test_timeout_ends_the_run_with_the_current_votes():
+    async def never(view: View) -> Action:
+        await asyncio.sleep(60)
+        raise AssertionError("unreachable")
+
+    policies = {"agent1": answer_or_vote("A", "agent1"), "agent2": answer_or_vote("B", "agent1")}
+    take = taker(policies)
+
+    async def take_turn(agent_id: str, view: View) -> Action:
+        return await (never(view) if agent_id == "agent3" else take(agent_id, view))
+
+    coordinator = Coordinator(["agent1", "agent2", "agent3"], take_turn, Limits(run_timeout=0.2))
+    outcome = await asyncio.wait_for(coordinator.run(), 2)
+    assert outcome.end_reason == "timeout"
+    assert outcome.winner == "agent1"
+    assert outcome.agents["agent3"].status == "stopped"
+
+
+async def test_failing_agent_is_dropped_and_the_rest_finish():
+    def broken(view: View) -> Action:
+        raise ConnectionError("provider down")
+
+    outcome = await run(
+        {"agent1": answer_or_vote("A", "agent1"), "agent2": broken, "agent3": answer_or_vote("C", "agent1")}
+    )
+    assert outcome.agents["agent2"].status == "failed"
+    assert "provider down" in (outcome.agents["agent2"].error or "")
+    assert outcome.end_reason == "consensus"
+    assert outcome.winner == "agent1"
+
+
+async def test_all_failing_ends_with_no_winner():
+    def broken(view: View) -> Action:
+        raise ConnectionError("down")
+
+    outcome = await run({"agent1": broken, "agent2": broken})
+    assert outcome.end_reason == "all_failed"
+    assert outcome.winner is None
+
+
+async def test_failed_turns_count_against_the_turn_limit():
+    def garbled(view: View) -> Action:
+        raise TurnFailed("bad JSON")
+
+    outcome = await run(
+        {"agent1": answer_or_vote("A", "agent1"), "agent2": garbled}, limits=Limits(max_turns_per_agent=2)
+    )
+    assert outcome.agents["agent2"].failed_turns == 2
+    assert outcome.agents["agent2"].status == "exhausted"
+    assert outcome.end_reason == "turn_limit"
+    assert outcome.winner == "agent1"
+
+
+async def test_same_outputs_give_the_same_run():
+    def policies():
+        return {a: answer_or_vote(f"answer {a}", "agent2") for a in ("agent1", "agent2", "agent3")}
+
+    delays = {"agent1": 0.01, "agent2": 0.0, "agent3": 0.02}
+    first, second = await run(policies(), delays=delays), await run(policies(), delays=delays)
+
+    def shape(o):
+        return (
+            o.end_reason,
+            o.winner,
+            o.tally,
+            [(a.label, a.content) for a in o.answers],
+            [(v.voter, v.target, v.voided) for v in o.votes],
+        )
+
+    assert shape(first) == shape(second)
+
+
+async def test_events_tell_the_story_in_order():
+    events: list[Event] = []
+    await run({a: answer_or_vote("A", "agent1") for a in ("agent1", "agent2")}, events=events)
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "done" and events[-1].target == "agent1"
+    assert kinds.index("answer") < kinds.index("vote")
+
+
+async def test_cancelling_the_run_cancels_every_turn():
+    started = asyncio.Event()
+    cancelled: list[str] = []
+
+    async def hang(agent_id: str, view: View) -> Action:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(agent_id)
+            raise
+        raise AssertionError("unreachable")
+
+    task = asyncio.create_task(Coordinator(["agent1", "agent2"], hang, Limits()).run())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(cancelled) == ["agent1", "agent2"]
