@@ -55,6 +55,10 @@ class TurnFailed(Exception):
     """The agent replied, but not usably (after its corrective retry); it keeps its place and may try again."""
 
 
+class AgentFailed(Exception):
+    """The agent cannot go on (its model call failed); the message is the cause, as the record shows it."""
+
+
 EventKind = Literal["turn", "answer", "vote", "void", "turn_failed", "agent_failed", "done"]
 
 
@@ -201,7 +205,7 @@ class Coordinator:
             raise
         except Exception as exc:
             state.status = "failed"
-            state.error = f"{type(exc).__name__}: {exc}"
+            state.error = str(exc) if isinstance(exc, AgentFailed) else f"{type(exc).__name__}: {exc}"
             self._emit("agent_failed", agent_id, detail=state.error)
             self._check_settled()
 

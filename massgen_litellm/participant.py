@@ -13,7 +13,7 @@ from typing import Any
 import litellm
 
 from .config import AgentConfig
-from .coordination import Action, TurnFailed, View
+from .coordination import Action, AgentFailed, TurnFailed, View
 from .protocol import Malformed, Message, Protocol, correction_messages, parse_reply, tool_schemas, turn_messages
 from .record import CallInfo, CallKind
 
@@ -143,7 +143,10 @@ class Participant:
         self.calls.append(call)
         try:
             response = await litellm.acompletion(**self._call_kwargs(messages, kind, tools))
-        except BaseException as exc:
+        except Exception as exc:
+            call.error = _describe(exc)
+            raise AgentFailed(call.error) from exc
+        except BaseException as exc:  # cancelled: the run ended or the caller went away
             call.error = _describe(exc)
             raise
         finally:
@@ -153,7 +156,8 @@ class Participant:
         call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
         call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         if not response.choices:
-            raise ValueError(f"{self.config.model} returned a response with no choices")
+            call.error = f"{self.config.model} returned a response with no choices"
+            raise AgentFailed(call.error)
         message = response.choices[0].message
         tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
         return {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
@@ -180,5 +184,7 @@ def _plain(tool_call: Any) -> dict[str, Any]:
 
 
 def _describe(exc: BaseException) -> str:
-    message = str(exc).strip() or "no message"
+    """A one-line cause for the record: LiteLLM appends tracebacks and bug-report links to some messages."""
+    message = (getattr(exc, "message", None) or str(exc)).split("Traceback (most recent call last)")[0]
+    message = " ".join(message.split())[:500] or "no message"
     return f"{type(exc).__name__}: {message}"

@@ -9,17 +9,17 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DISABLE_AIOHTTP_TRANSPORT", "True")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-import litellm  # noqa: E402
-import pytest  # noqa: E402
-import respx  # noqa: E402
-import yaml  # noqa: E402
+import litellm
+import pytest
+import respx
+import yaml
 
-from massgen_litellm import register_with_litellm  # noqa: E402
-from tests.fake_llm import BASE, KEY, FakeLLM  # noqa: E402
+from massgen_litellm import register_with_litellm
+from tests.fake_llm import BASE, KEY, FakeLLM
 
 
 @pytest.fixture

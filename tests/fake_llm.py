@@ -97,11 +97,16 @@ Script = Callable[[Call], Reply]
 
 
 def answer_then_vote(content: str, for_agent: str = "agent1", delay: float = 0.0) -> Script:
-    """Answer when there is nothing to vote for, else vote for `for_agent`; present the winning answer."""
+    """Answer until `for_agent` has answered, then vote for it; present the winning answer. Speaks the protocol it
+    is offered: tool calls when the request has tools, the text protocol when it has none."""
 
     def script(call: Call) -> Reply:
         if call.is_presentation:
             return text(f"Final: {call.answers.get(call.agent_id or '', content)}", delay=delay)
+        if "tools" not in call.body:
+            if for_agent in call.answers:
+                return text(f"VOTE: {for_agent}\nREASON: {for_agent} is right", delay=delay)
+            return text(content, delay=delay)
         if "vote" in call.tools and for_agent in call.answers:
             return vote(for_agent, f"{for_agent} is right", delay=delay)
         return answer(content, delay=delay)
@@ -124,6 +129,17 @@ class FakeLLM:
     def __init__(self) -> None:
         self.scripts: dict[str, Script] = {}
         self.calls: list[Call] = []
+        self._arrived = asyncio.Event()
+
+    async def wait_for_calls(self, count: int, timeout: float = 5.0) -> None:
+        """Until `count` requests have arrived."""
+
+        async def arrivals() -> None:
+            while len(self.calls) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(arrivals(), timeout)
 
     def script(self, model: str, script: Script) -> str:
         """Register a scripted model; returns its LiteLLM agent entry's model string."""
@@ -144,6 +160,7 @@ class FakeLLM:
         body = json.loads(request.content)
         call = Call(model=body["model"], body=body, started=time.monotonic())
         self.calls.append(call)
+        self._arrived.set()
         if call.model not in self.scripts:
             return httpx.Response(404, json={"error": {"message": f"no such model {call.model}", "type": "invalid"}})
         reply = self.scripts[call.model](call)

@@ -26,8 +26,10 @@ def answer_or_vote(content: str, target: str) -> Policy:
     return lambda view: Vote(target, "best") if target in view.answers else NewAnswer(content)
 
 
-async def run(policies, limits=Limits(), delays=None, seen=None, events=None):
-    coordinator = Coordinator(list(policies), taker(policies, delays, seen), limits, events.append if events is not None else None)
+async def run(policies, limits=None, delays=None, seen=None, events=None):
+    coordinator = Coordinator(
+        list(policies), taker(policies, delays, seen), limits or Limits(), events.append if events is not None else None
+    )
     return await coordinator.run()
 
 
@@ -97,7 +99,10 @@ async def test_tie_goes_to_the_agent_listed_first():
 async def test_max_answers_per_agent_leaves_only_the_vote():
     seen: list = []
     outcome = await run(
-        {a: (lambda view: NewAnswer("again") if view.can_answer else Vote("agent1", "x")) for a in ("agent1", "agent2")},
+        {
+            a: (lambda view: NewAnswer("again") if view.can_answer else Vote("agent1", "x"))
+            for a in ("agent1", "agent2")
+        },
         limits=Limits(max_answers_per_agent=1),
         seen=seen,
     )

@@ -1,0 +1,174 @@
+"""Presets, registration and bad input: every mistake is a 400 that names the problem and the fix."""
+
+from __future__ import annotations
+
+import litellm
+import pytest
+
+import massgen_litellm
+from massgen_litellm import register_with_litellm
+from massgen_litellm.config import Preset
+from massgen_litellm.presets import PRESETS_DIR_ENV, PresetStore, shipped_presets_dir
+from tests.conftest import agent, write_preset
+from tests.fake_llm import answer_then_vote
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def test_shipped_presets_are_valid_and_cover_the_promised_kinds():
+    store = PresetStore()
+    names = store.names()
+    assert {"build", "fast", "ensemble"} <= set(names)
+    presets = {name: store.load(name) for name in names}
+    assert len({a.model.split("/")[0] for a in presets["build"].agents}) >= 3  # strong models across providers
+    ensemble = presets["ensemble"].agents
+    assert len({a.model for a in ensemble}) == 1 and len({a.temperature for a in ensemble}) == len(ensemble)
+
+
+def test_shipped_presets_dir_is_the_repo_folder_in_a_checkout():
+    assert (shipped_presets_dir() / "build.yaml").is_file()
+
+
+async def test_unknown_preset_is_a_400_listing_the_available_ones(registered):
+    write_preset(registered, "mine", [agent("a")])
+    with pytest.raises(litellm.BadRequestError) as info:
+        await litellm.acompletion(model="massgen/nope", messages=QUESTION)
+    message = str(info.value)
+    assert info.value.status_code == 400
+    assert "'nope'" in message and "build" in message and "mine" in message
+
+
+@pytest.mark.parametrize("name", ["../x", "..%2Fx", "a/b", ".hidden", "x" * 65])
+async def test_path_like_preset_names_are_refused(registered, name):
+    with pytest.raises(litellm.BadRequestError, match="not allowed"):
+        await litellm.acompletion(model=f"massgen/{name}", messages=QUESTION)
+
+
+async def test_malformed_yaml_is_a_400_naming_file_and_line(registered):
+    (registered / "broken.yaml").write_text("agents:\n  - model: a\n   bad: [\n")
+    with pytest.raises(litellm.BadRequestError) as info:
+        await litellm.acompletion(model="massgen/broken", messages=QUESTION)
+    assert "broken.yaml" in str(info.value) and "line" in str(info.value)
+
+
+async def test_unknown_key_in_a_preset_names_file_key_and_allowed_keys(registered):
+    write_preset(registered, "typo", [{"model": "openai/a", "temprature": 0.3}])
+    with pytest.raises(litellm.BadRequestError) as info:
+        await litellm.acompletion(model="massgen/typo", messages=QUESTION)
+    message = str(info.value)
+    assert "typo.yaml" in message
+    assert "agents[0].temprature: unknown key" in message
+    assert "temperature" in message and "system_message" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("agents: []\n", "agents: List should have at least 1 item"),
+        ("- just a list\n", "must be a YAML mapping"),
+        ("agents:\n  - model: openai/a\nmax_turns_per_agent: 0\n", "max_turns_per_agent"),
+        ("agents:\n  - model: openai/a\nfinal: shout\n", "final"),
+        ("agents:\n  - model: openai/a\nmodels: [x]\n", "models: unknown key"),
+    ],
+)
+async def test_invalid_presets(registered, content, expected):
+    (registered / "bad.yaml").write_text(content)
+    with pytest.raises(litellm.BadRequestError, match=r"bad\.yaml") as info:
+        await litellm.acompletion(model="massgen/bad", messages=QUESTION)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        ([], "models is empty"),
+        ("openai/a", "must be a list"),
+        ([42], "models[0] must be a model string or an object"),
+        ([{"temperature": 1}], "models[0].model: Field required"),
+        ([{"model": "openai/a", "colour": "red"}], "models[0].colour: unknown key"),
+        ([{"model": "openai/a", "temperature": 9}], "models[0].temperature"),
+        ([""], "models[0].model"),
+        (["openai/a"] * 33, "at most 32"),
+    ],
+)
+async def test_bad_models_are_a_400(registered, models, expected):
+    with pytest.raises(litellm.BadRequestError) as info:
+        await litellm.acompletion(model="massgen/build", messages=QUESTION, models=models)
+    assert expected in str(info.value)
+
+
+async def test_bad_run_option_is_a_400(registered):
+    with pytest.raises(litellm.BadRequestError, match="max_answers_per_agent"):
+        await litellm.acompletion(model="massgen/build", messages=QUESTION, max_answers_per_agent=0)
+
+
+@pytest.mark.parametrize("messages", [[], [{"role": "wizard", "content": "x"}]])
+async def test_bad_messages_are_a_400(registered, messages):
+    with pytest.raises(litellm.BadRequestError, match="messages"):
+        await litellm.acompletion(model="massgen/build", messages=messages)
+
+
+async def test_client_tools_are_refused_not_dropped(registered):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    with pytest.raises(litellm.BadRequestError, match="tools"):
+        await litellm.acompletion(model="massgen/build", messages=QUESTION, tools=tools)
+
+
+async def test_unset_environment_key_is_a_400_naming_the_variable(registered, monkeypatch):
+    monkeypatch.delenv("MASSGEN_TEST_KEY", raising=False)
+    with pytest.raises(litellm.BadRequestError, match="MASSGEN_TEST_KEY"):
+        await litellm.acompletion(
+            model="massgen/build",
+            messages=QUESTION,
+            models=[{"model": "openai/a", "api_key": "os.environ/MASSGEN_TEST_KEY"}],
+        )
+
+
+async def test_environment_key_is_resolved_and_literal_keys_never_echoed(fake, registered, monkeypatch):
+    monkeypatch.setenv("MASSGEN_TEST_KEY", "sk-from-the-environment")
+    fake.script("a", answer_then_vote("4"))
+    entry = {**agent("a"), "api_key": "os.environ/MASSGEN_TEST_KEY"}
+    response = await litellm.acompletion(
+        model="massgen/build", messages=QUESTION, models=[entry], final="winner_answer"
+    )
+    assert response.choices[0].message.content == "4"
+    assert "sk-from-the-environment" not in str(response.massgen)
+    preset = Preset.model_validate({"agents": [agent("a")]})
+    assert "sk-test-not-a-real-key" not in repr(preset) and "sk-test-not-a-real-key" not in str(preset.model_dump())
+
+
+async def test_user_presets_override_shipped_ones(fake, registered):
+    fake.script("mine", answer_then_vote("mine"))
+    write_preset(registered, "build", [agent("mine")], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/build", messages=QUESTION)
+    assert response.choices[0].message.content == "mine"
+
+
+def test_presets_dir_from_the_environment(tmp_path, monkeypatch):
+    write_preset(tmp_path, "envteam", [agent("a")])
+    monkeypatch.setenv(PRESETS_DIR_ENV, str(tmp_path))
+    assert PresetStore().load("envteam").agents[0].model == "openai/a"
+
+
+def test_register_is_idempotent_and_keeps_other_providers(monkeypatch):
+    other = {"provider": "someone-else", "custom_handler": object()}
+    monkeypatch.setattr(litellm, "custom_provider_map", [other])
+    register_with_litellm(load_env=False)
+    register_with_litellm(load_env=False)
+    providers = [entry["provider"] for entry in litellm.custom_provider_map]
+    assert providers == ["someone-else", "massgen"]
+    assert litellm.custom_provider_map[-1]["custom_handler"] is massgen_litellm.handler
+
+
+def test_register_loads_dotenv_without_overriding(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("MASSGEN_DOTENV_NEW=from-file\nMASSGEN_DOTENV_SET=from-file\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MASSGEN_DOTENV_NEW", raising=False)
+    monkeypatch.setenv("MASSGEN_DOTENV_SET", "already")
+    monkeypatch.setattr(litellm, "custom_provider_map", [])
+    register_with_litellm()
+    import os
+
+    assert os.environ["MASSGEN_DOTENV_NEW"] == "from-file"
+    assert os.environ["MASSGEN_DOTENV_SET"] == "already"
+    monkeypatch.delenv("MASSGEN_DOTENV_NEW")

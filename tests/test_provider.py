@@ -1,0 +1,421 @@
+"""massgen/<preset> through LiteLLM's real entry points, participants on LiteLLM's real OpenAI path (respx)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import litellm
+import pytest
+
+from tests.conftest import agent, write_preset
+from tests.fake_llm import (
+    Call,
+    FakeLLM,
+    Reply,
+    answer,
+    answer_then_vote,
+    fail,
+    sequence,
+    text,
+    vote,
+)
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def trio(fake: FakeLLM, registered, **options) -> None:
+    fake.script("a", answer_then_vote("4", delay=0.0))
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    fake.script("c", answer_then_vote("5", delay=0.02))
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("c")], **options)
+
+
+async def test_all_agree_and_the_winner_presents(fake, registered):
+    trio(fake, registered)
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    assert record["end_reason"] == "consensus"
+    assert record["winner"] == "agent1"
+    assert record["tally"]["agent1"] == 3
+    assert response.choices[0].message.content == "Final: 4"
+    assert response.choices[0].finish_reason == "stop"
+    assert response.model == "massgen/team"
+    assert record["presented_by"] == "agent1"
+    presentation = [c for c in fake.calls if c.is_presentation]
+    assert len(presentation) == 1 and presentation[0].model == "a"
+
+
+async def test_every_agent_sees_the_whole_conversation_and_only_anonymous_ids(fake, registered):
+    trio(fake, registered)
+    conversation = [
+        {"role": "system", "content": "Answer tersely."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "What is 2 + 2?"},
+    ]
+    await litellm.acompletion(model="massgen/team", messages=conversation)
+    for call in fake.calls:
+        assert call.messages[: len(conversation)] == conversation
+        assert "openai/" not in call.prompt and "openai/a" not in json.dumps(call.body.get("tools"))
+    voting = [c for c in fake.calls if "vote" in c.tools]
+    enum = voting[0].body["tools"][-1]["function"]["parameters"]["properties"]["agent_id"]["enum"]
+    assert enum == list(voting[0].answers)
+    assert all(agent_id.startswith("agent") for agent_id in enum)
+
+
+async def test_first_turn_offers_no_vote(fake, registered):
+    trio(fake, registered)
+    await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    first_calls = [fake.calls_of(m)[0] for m in ("a", "b", "c")]
+    assert all(c.tools == ["new_answer"] for c in first_calls)
+
+
+async def test_disagreement_then_convergence(fake, registered):
+    def stubborn_then_convinced(call: Call) -> Reply:
+        if call.is_presentation:
+            return text("Final: 4")
+        if "agent2" not in call.answers:
+            return answer("5")
+        if call.answers["agent2"] == "5" and "agent1" in call.answers:
+            return answer("4, I was wrong")
+        return vote("agent1", "agent1 is right")
+
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", stubborn_then_convinced)
+    fake.script("c", answer_then_vote("4", delay=0.01))
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("c")])
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    labels = [a["label"] for a in record["answers"]]
+    assert "agent2.2" in labels
+    assert record["end_reason"] == "consensus"
+    assert record["tally"]["agent1"] == 3
+
+
+async def test_new_answer_voids_votes_cast_before_it(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    # c answers late, after a and b have voted: their votes no longer count and they vote again.
+    fake.script("c", sequence(answer("four", delay=0.2), answer_then_vote("4")))
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("c")])
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    voided_by_c = {v["voter"] for v in record["votes"] if v["voided"] and "agent3.1" in v["voided_reason"]}
+    assert voided_by_c == {"agent1", "agent2"}
+    assert record["end_reason"] == "consensus"
+    assert record["tally"]["agent1"] == 3
+
+
+async def test_tie_is_broken_by_preset_order(fake, registered):
+    def vote_for_other(me: str, other: str):
+        def script(call: Call) -> Reply:
+            if call.is_presentation:
+                return text(f"Final from {me}")
+            return vote(other, "theirs") if len(call.answers) == 2 else answer(f"answer {me}")
+
+        return script
+
+    fake.script("a", vote_for_other("agent1", "agent2"))
+    fake.script("b", vote_for_other("agent2", "agent1"))
+    write_preset(registered, "duo", [agent("a"), agent("b")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    assert response.massgen["tally"] == {"agent1": 1, "agent2": 1}
+    assert response.massgen["winner"] == "agent1"
+    assert response.choices[0].message.content == "Final from agent1"
+
+
+async def test_max_answers_per_agent_then_vote_only(fake, registered):
+    def keeps_answering(call: Call) -> Reply:
+        if call.is_presentation:
+            return text("done")
+        return answer("again") if "new_answer" in call.tools else vote("agent1", "ok")
+
+    fake.script("a", keeps_answering)
+    fake.script("b", keeps_answering)
+    write_preset(registered, "duo", [agent("a"), agent("b")], max_answers_per_agent=1)
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    assert [a["answers"] for a in response.massgen["agents"]] == [1, 1]
+    later = [c for c in fake.calls if not c.is_presentation][2:]
+    assert later and all(c.tools == ["vote"] for c in later)
+
+
+async def test_request_overrides_preset_limits(fake, registered):
+    fake.script("a", lambda call: answer("x") if "new_answer" in call.tools else vote("agent1"))
+    write_preset(registered, "solo", [agent("a")], max_answers_per_agent=5)
+    response = await litellm.acompletion(
+        model="massgen/solo", messages=QUESTION, max_answers_per_agent=1, final="winner_answer"
+    )
+    assert response.massgen["agents"][0]["answers"] == 1
+    assert response.massgen["final"] == "winner_answer"
+
+
+async def test_run_timeout_ends_the_run_with_what_exists(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", answer_then_vote("4"))
+    fake.script("slow", lambda call: answer("late", delay=30))
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=0.5)
+    began = time.monotonic()
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert time.monotonic() - began < 5
+    record = response.massgen
+    assert record["end_reason"] == "timeout"
+    assert record["winner"] == "agent1"
+    assert response.choices[0].message.content == "Final: 4"
+    assert next(a for a in record["agents"] if a["id"] == "agent3")["status"] == "stopped"
+
+
+async def test_run_timeout_with_no_answer_is_a_timeout_error(fake, registered):
+    fake.script("slow", lambda call: answer("late", delay=30))
+    write_preset(registered, "slow", [agent("slow")], run_timeout=0.3)
+    with pytest.raises(litellm.Timeout, match="run_timeout"):
+        await litellm.acompletion(model="massgen/slow", messages=QUESTION)
+
+
+async def test_one_participant_failing_does_not_take_the_run_down(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    fake.script("broken", lambda call: fail(500, "upstream exploded"))
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("broken", num_retries=0)])
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    broken = next(a for a in record["agents"] if a["id"] == "agent3")
+    assert broken["status"] == "failed"
+    assert "upstream exploded" in broken["error"]
+    assert record["end_reason"] == "consensus"
+    assert response.choices[0].message.content == "Final: 4"
+
+
+async def test_all_failing_names_every_cause(fake, registered):
+    fake.script("x", lambda call: fail(500, "x is down"))
+    fake.script("y", lambda call: fail(503, "y is overloaded"))
+    write_preset(registered, "doomed", [agent("x", num_retries=0), agent("y", num_retries=0)])
+    with pytest.raises(litellm.APIError) as info:
+        await litellm.acompletion(model="massgen/doomed", messages=QUESTION)
+    message = str(info.value)
+    assert "agent1" in message and "x is down" in message
+    assert "agent2" in message and "y is overloaded" in message
+
+
+async def test_malformed_tool_call_gets_one_corrective_retry(fake, registered):
+    fake.script(
+        "garbled",
+        sequence(Reply(tool="new_answer", arguments="{not json"), answer_then_vote("4")),
+    )
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    write_preset(registered, "duo", [agent("garbled"), agent("b")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    retry = fake.calls_of("garbled")[1]
+    assert retry.is_retry
+    assert retry.messages[-1]["role"] == "tool" and "not valid JSON" in retry.messages[-1]["content"]
+    assert response.massgen["agents"][0]["failed_turns"] == 0
+    assert [c["kind"] for c in response.massgen["calls"] if c["agent_id"] == "agent1"][:2] == ["turn", "retry"]
+
+
+async def test_twice_malformed_turn_fails_but_the_agent_stays(fake, registered):
+    bad_vote = Reply(tool="vote", arguments={"agent_id": "agent9", "reason": "?"})
+    fake.script("confused", sequence(answer("4"), bad_vote, bad_vote, answer_then_vote("4")))
+    fake.script("b", answer_then_vote("4", delay=0.02))
+    write_preset(registered, "duo", [agent("confused"), agent("b")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    confused = response.massgen["agents"][0]
+    assert confused["failed_turns"] == 1
+    assert confused["status"] == "voted"
+
+
+async def test_plain_text_reply_is_an_answer_and_vote_line_is_a_vote(fake, registered):
+    def texter(call: Call) -> Reply:
+        if call.is_presentation:
+            return text("Final: 4")
+        return text("**VOTE:** agent1\nREASON: correct") if "agent1" in call.answers else text("It is 4.")
+
+    fake.script("a", texter)
+    fake.script("b", texter)
+    write_preset(registered, "duo", [agent("a"), agent("b")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    record = response.massgen
+    assert record["answers"][0]["content"] == "It is 4."
+    assert record["tally"]["agent1"] == 2
+    assert {v["reason"] for v in record["votes"] if not v["voided"]} == {"correct"}
+
+
+async def test_text_protocol_sends_no_tools(fake, registered):
+    def texter(call: Call) -> Reply:
+        if call.is_presentation:
+            return text("Final: 4")
+        return text("VOTE: agent1\nREASON: fine") if call.answers else text("4")
+
+    fake.script("plain", texter)
+    write_preset(registered, "plain", [agent("plain", protocol="text"), agent("plain", protocol="text")])
+    response = await litellm.acompletion(model="massgen/plain", messages=QUESTION)
+    assert all("tools" not in c.body for c in fake.calls)
+    assert "VOTE: agentN" in next(c for c in fake.calls if c.answers).prompt
+    assert response.massgen["end_reason"] == "consensus"
+    assert [a["protocol"] for a in response.massgen["agents"]] == ["text", "text"]
+
+
+async def test_unknown_models_default_to_the_text_protocol(fake, registered):
+    fake.script("mystery", lambda call: text("VOTE: agent1") if call.answers else text("4"))
+    entry = agent("mystery")
+    del entry["protocol"]
+    write_preset(registered, "m", [entry], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/m", messages=QUESTION)
+    assert response.massgen["agents"][0]["protocol"] == "text"
+    assert response.choices[0].message.content == "4"
+
+
+@pytest.mark.parametrize("form", ["optional_params", "keyword", "extra_body"])
+async def test_three_ways_to_pass_models(fake, registered, form):
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    write_preset(registered, "team", [agent("unused")])
+    models = [agent("a"), agent("b"), agent("a", temperature=0.9)]
+    kwargs = {
+        "optional_params": {"optional_params": {"models": models}},
+        "keyword": {"models": models},
+        "extra_body": {"extra_body": {"models": models}},
+    }[form]
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION, **kwargs)
+    assert [a["model"] for a in response.massgen["agents"]] == ["openai/a", "openai/b", "openai/a"]
+    assert not fake.calls_of("unused")
+    # The same model twice is two agents; the third one runs at its own temperature.
+    third = [c for c in fake.calls_of("a") if c.agent_id == "agent3"]
+    assert third and all(c.body["temperature"] == 0.9 for c in third)
+
+
+async def test_string_models_and_outer_sampling_params_reach_participants(fake, registered, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_BASE", "http://fake-llm.test/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key")
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    write_preset(registered, "team", [agent("unused")])
+    response = await litellm.acompletion(
+        model="massgen/team",
+        messages=QUESTION,
+        models=["openai/a", {"model": "openai/b", "temperature": 0.1}],
+        temperature=0.5,
+        max_tokens=77,
+        final="winner_answer",
+    )
+    assert response.massgen["winner"] == "agent1"
+    assert {c.body["temperature"] for c in fake.calls_of("a")} == {0.5}
+    assert {c.body["temperature"] for c in fake.calls_of("b")} == {0.1}
+    assert {c.body["max_tokens"] for c in fake.calls} == {77}
+
+
+def test_sync_completion(fake, registered):
+    trio(fake, registered)
+    response = litellm.completion(model="massgen/team", messages=QUESTION)
+    assert response.choices[0].message.content == "Final: 4"
+    again = litellm.completion(model="massgen/team", messages=QUESTION)
+    assert again.massgen["run_id"] != response.massgen["run_id"]
+
+
+def test_sync_streaming(fake, registered):
+    trio(fake, registered)
+    chunks = list(litellm.completion(model="massgen/team", messages=QUESTION, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "Final: 4"
+
+
+async def test_async_streaming_streams_progress_then_the_winners_own_stream(fake, registered):
+    trio(fake, registered)
+    stream = await litellm.acompletion(
+        model="massgen/team", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    content_pieces = [d.content for d in deltas if d.content]
+    assert "agent1 answered" in reasoning and "voted for agent1" in reasoning
+    # The fake streams the presentation four characters at a time; each piece arrives as its own chunk.
+    assert content_pieces == ["Fina", "l: 4"]
+    presentation = next(c for c in fake.calls if c.is_presentation)
+    assert presentation.body["stream"] is True
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens == fake.reported_usage()["prompt_tokens"]
+    assert usage.completion_tokens == fake.reported_usage()["completion_tokens"]
+
+
+async def test_usage_is_the_exact_sum_of_every_participant_call(fake, registered):
+    trio(fake, registered)
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    reported = fake.reported_usage()
+    assert response.usage.prompt_tokens == reported["prompt_tokens"]
+    assert response.usage.completion_tokens == reported["completion_tokens"]
+    assert response.usage.total_tokens == reported["total_tokens"]
+    assert len(response.massgen["calls"]) == len(fake.calls)
+
+
+async def test_cost_is_the_sum_of_litellms_per_call_costs(fake, registered):
+    # A model LiteLLM knows the price of, served by the fake.
+    for name in ("gpt-4o-mini", "gpt-4.1-mini"):
+        fake.script(name, answer_then_vote("4", delay=0.01 if name == "gpt-4.1-mini" else 0.0))
+    write_preset(registered, "priced", [agent("gpt-4o-mini"), agent("gpt-4.1-mini")])
+    response = await litellm.acompletion(model="massgen/priced", messages=QUESTION)
+    expected = sum(
+        sum(
+            litellm.cost_per_token(
+                model=f"openai/{c.model}",
+                prompt_tokens=c.usage["prompt_tokens"],
+                completion_tokens=c.usage["completion_tokens"],
+            )
+        )
+        for c in fake.calls
+    )
+    cost = response._hidden_params["response_cost"]
+    assert cost > 0
+    assert cost == pytest.approx(expected, rel=1e-9)
+    assert response.massgen["cost"] == pytest.approx(cost)
+    assert response.massgen["unpriced_calls"] == 0
+
+
+async def test_winner_answer_mode_makes_no_presentation_call(fake, registered):
+    trio(fake, registered, final="winner_answer")
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert response.choices[0].message.content == "4"
+    assert not any(c.is_presentation for c in fake.calls)
+    assert response.massgen["presented_by"] is None
+
+
+async def test_failed_presentation_falls_back_to_the_voted_answer(fake, registered):
+    def flaky_presenter(call: Call) -> Reply:
+        return fail(500, "gone") if call.is_presentation else answer_then_vote("4")(call)
+
+    fake.script("a", flaky_presenter)
+    fake.script("b", answer_then_vote("4", delay=0.01))
+    write_preset(registered, "duo", [agent("a", num_retries=0), agent("b")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    assert response.choices[0].message.content == "4"
+    assert any("presentation" in note for note in response.massgen["notes"])
+
+
+async def test_concurrent_participants_overlap(fake, registered):
+    for name in ("a", "b", "c"):
+        fake.script(name, answer_then_vote("4", delay=0.2))
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("c")], final="winner_answer")
+    began = time.monotonic()
+    await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    # Two rounds of 0.2 s each if the three agents run at once; six if they ran one after another.
+    assert time.monotonic() - began < 0.2 * 2 + 0.5
+
+
+async def test_record_never_contains_a_literal_key(fake, registered):
+    trio(fake, registered)
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert "sk-test-not-a-real-key" not in json.dumps(response.massgen)
+    assert "sk-test-not-a-real-key" not in repr(registered)  # sanity: the fixture is the directory
+
+
+async def test_cancelling_the_caller_cancels_participant_calls(fake, registered):
+    fake.script("hang", lambda call: answer("never", delay=30))
+    write_preset(registered, "hang", [agent("hang"), agent("hang")])
+    task = asyncio.create_task(litellm.acompletion(model="massgen/hang", messages=QUESTION))
+    await fake.wait_for_calls(2)
+    began = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - began < 1
+    assert all(c.ended for c in fake.calls)
