@@ -57,14 +57,14 @@ class MassGenLLM(CustomLLM):
             elif isinstance(piece, Content):
                 yield _chunk(run, Delta(content=piece.text))
         record = _finish(run)
-        # Usage goes on its own chunk before the finish chunk: LiteLLM keeps it there and reports it as the stream's
-        # usage, where it would drop it from a finish chunk with no content.
-        usage_chunk = _chunk(run, Delta())
-        usage_chunk.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
-        yield usage_chunk
-        final = _chunk(run, Delta(), finish_reason="stop")
-        setattr(final, RECORD_FIELD, record.model_dump(mode="json"))
-        yield final
+        # Usage and the record go on their own chunk before the finish chunk: LiteLLM passes that chunk through
+        # (with its attributes) and reports its usage as the stream's, where it rebuilds the finish chunk itself and
+        # would drop both.
+        closing = _chunk(run, Delta())
+        closing.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
+        setattr(closing, RECORD_FIELD, record.model_dump(mode="json"))
+        yield closing
+        yield _chunk(run, Delta(), finish_reason="stop")
 
     def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
         return portal.iterate(self.astreaming(model, messages, *args, **kwargs))

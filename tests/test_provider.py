@@ -333,6 +333,9 @@ async def test_async_streaming_streams_progress_then_the_winners_own_stream(fake
     assert content_pieces == ["Fina", "l: 4"]
     presentation = next(c for c in fake.calls if c.is_presentation)
     assert presentation.body["stream"] is True
+    records = [c.massgen for c in chunks if getattr(c, "massgen", None)]
+    assert len(records) == 1 and records[0]["winner"] == "agent1"
+    assert records[0]["usage"]["total_tokens"] == fake.reported_usage()["total_tokens"]
     usage = chunks[-1].usage
     assert usage.prompt_tokens == fake.reported_usage()["prompt_tokens"]
     assert usage.completion_tokens == fake.reported_usage()["completion_tokens"]
