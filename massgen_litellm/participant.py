@@ -6,6 +6,7 @@ the way LiteLLM users already know them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -142,7 +143,14 @@ class Participant:
             call.turn = self._turn
         self.calls.append(call)
         try:
-            response = await litellm.acompletion(**self._call_kwargs(messages, kind, tools))
+            # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
+            # retries, could outlast it. The participant's call gets a hard deadline of its own.
+            response = await asyncio.wait_for(
+                litellm.acompletion(**self._call_kwargs(messages, kind, tools)), self.call_timeout
+            )
+        except asyncio.TimeoutError:
+            call.error = f"Timeout: no reply within call_timeout={self.call_timeout}s"
+            raise AgentFailed(call.error) from None
         except Exception as exc:
             call.error = _describe(exc)
             raise AgentFailed(call.error) from exc
