@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import litellm
@@ -84,38 +85,19 @@ class Participant:
 
     async def present_stream(self, messages: list[Message]) -> AsyncIterator[str]:
         """The winner's own stream, passed through delta by delta."""
-        started = self._clock()
-        began = time.monotonic()
-        usage: Any = None
-        error: str | None = None
-        try:
-            stream = await litellm.acompletion(
-                **self._call_kwargs(messages, "present", None),
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            async for chunk in stream:
-                usage = getattr(chunk, "usage", None) or usage
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
-        except BaseException as exc:
-            error = _describe(exc)
-            raise
-        finally:
-            prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-            completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-            self.calls.append(
-                CallInfo(
-                    agent_id=self.agent_id,
-                    kind="present",
-                    started_at=started,
-                    seconds=round(time.monotonic() - began, 4),
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    cost=self._stream_cost(prompt_tokens, completion_tokens) if usage else None,
-                    error=error,
+        with self._recorded("present") as call:
+            try:
+                stream = await litellm.acompletion(
+                    **self._call_kwargs(messages, "present", None), stream=True, stream_options={"include_usage": True}
                 )
-            )
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None):
+                        _count(call, chunk.usage)
+                        call.cost = self._stream_cost(call.prompt_tokens, call.completion_tokens)
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+            except Exception as exc:
+                raise AgentFailed(_describe(exc)) from exc
 
     def _call_kwargs(
         self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
@@ -133,39 +115,47 @@ class Participant:
             kwargs["tools"] = tools
         return kwargs
 
-    async def _call(
-        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
-    ) -> dict[str, Any]:
-        started = self._clock()
-        began = time.monotonic()
-        call = CallInfo(agent_id=self.agent_id, kind=kind, started_at=started, seconds=0.0)
-        if kind != "present":
-            call.turn = self._turn
+    @contextmanager
+    def _recorded(self, kind: CallKind) -> Iterator[CallInfo]:
+        """Account for one call in the record: when it started, how long it took, how it failed."""
+        call = CallInfo(
+            agent_id=self.agent_id,
+            kind=kind,
+            turn=None if kind == "present" else self._turn,
+            started_at=self._clock(),
+            seconds=0.0,
+        )
         self.calls.append(call)
+        began = time.monotonic()
         try:
-            # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
-            # retries, could outlast it. The participant's call gets a hard deadline of its own.
-            response = await asyncio.wait_for(
-                litellm.acompletion(**self._call_kwargs(messages, kind, tools)), self.call_timeout
-            )
-        except asyncio.TimeoutError:
-            call.error = f"Timeout: no reply within call_timeout={self.call_timeout}s"
-            raise AgentFailed(call.error) from None
-        except Exception as exc:
-            call.error = _describe(exc)
-            raise AgentFailed(call.error) from exc
+            yield call
+        except AgentFailed as exc:
+            call.error = str(exc)
+            raise
         except BaseException as exc:  # cancelled: the run ended or the caller went away
             call.error = _describe(exc)
             raise
         finally:
             call.seconds = round(time.monotonic() - began, 4)
-        usage = getattr(response, "usage", None)
-        call.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-        call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-        if not response.choices:
-            call.error = f"{self.config.model} returned a response with no choices"
-            raise AgentFailed(call.error)
+
+    async def _call(
+        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        with self._recorded(kind) as call:
+            try:
+                # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
+                # retries, could outlast it. The participant's call gets a hard deadline of its own.
+                response = await asyncio.wait_for(
+                    litellm.acompletion(**self._call_kwargs(messages, kind, tools)), self.call_timeout
+                )
+            except asyncio.TimeoutError:
+                raise AgentFailed(f"Timeout: no reply within call_timeout={self.call_timeout}s") from None
+            except Exception as exc:
+                raise AgentFailed(_describe(exc)) from exc
+            _count(call, getattr(response, "usage", None))
+            call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+            if not response.choices:
+                raise AgentFailed(f"{self.config.model} returned a response with no choices")
         message = response.choices[0].message
         tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
         return {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
@@ -178,6 +168,11 @@ class Participant:
         except Exception:
             return None
         return prompt_cost + completion_cost
+
+
+def _count(call: CallInfo, usage: Any) -> None:
+    call.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+    call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
 
 
 def _plain(tool_call: Any) -> dict[str, Any]:

@@ -132,13 +132,9 @@ class Run:
         try:
             text = await presenter.present(self._presentation_messages(presenter))
         except Exception as exc:
-            # The run already has a voted answer; a failed presentation must not lose it.
-            self.notes.append(f"the presentation by {participant.agent_id} failed ({exc}); its answer is returned")
-            logger.warning("massgen run %s: presentation failed, returning the voted answer: %s", self.run_id, exc)
-            return answer
+            return self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
         if not text.strip():
-            self.notes.append(f"{participant.agent_id} presented an empty reply; its answer is returned")
-            return answer
+            return self._fall_back(answer, f"{participant.agent_id} presented an empty reply")
         self.presented_by = participant.agent_id
         return text
 
@@ -154,17 +150,20 @@ class Run:
                 sent = True
                 yield delta
         except Exception as exc:
-            if sent:
+            if sent:  # half the reply is already with the caller: nothing honest to fall back to
                 raise
-            self.notes.append(f"the presentation by {participant.agent_id} failed ({exc}); its answer is returned")
-            logger.warning("massgen run %s: presentation failed, returning the voted answer: %s", self.run_id, exc)
-            yield answer
+            yield self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
             return
         if not sent:
-            self.notes.append(f"{participant.agent_id} presented an empty reply; its answer is returned")
-            yield answer
+            yield self._fall_back(answer, f"{participant.agent_id} presented an empty reply")
             return
         self.presented_by = participant.agent_id
+
+    def _fall_back(self, answer: str, why: str) -> str:
+        """The run already has a voted answer; a failed presentation must not lose it."""
+        self.notes.append(f"{why}; its voted answer is returned verbatim")
+        logger.warning("massgen run %s: %s; returning the voted answer", self.run_id, why)
+        return answer
 
     async def stream(self) -> AsyncIterator[Progress | Content]:
         """Progress lines while the agents work, then the final answer as the winner streams it."""
