@@ -1,0 +1,76 @@
+"""The scripted backend (`FakeLLM`) as a real HTTP server on 127.0.0.1, for whatever cannot be intercepted in-process:
+a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
+
+It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
+Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+
+import httpx
+
+from tests.fake_llm import FakeLLM
+
+
+class LoopbackServer:
+    def __init__(self, fake: FakeLLM) -> None:
+        self.fake = fake
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-llm-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(5)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        async def stop() -> None:
+            assert self._server is not None
+            self._server.close()
+            # Handlers still sleeping on a scripted delay would otherwise die with the loop, mid-coroutine.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = request_line.split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+            body = await reader.readexactly(length)
+            request = httpx.Request(method, f"http://127.0.0.1:{self.port}{target}", headers=headers, content=body)
+            if method == "POST" and target.endswith("/chat/completions"):
+                response = await self.fake.handle(request)
+            else:
+                response = httpx.Response(404, json={"error": {"message": f"no route {method} {target}"}})
+            payload = response.content
+            status = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
+            fields = {"content-type": response.headers.get("content-type", "application/json")}
+            fields |= {"content-length": str(len(payload)), "connection": "close"}
+            writer.write((status + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode() + payload)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the server is stopping; nothing to answer
+        finally:
+            writer.close()

@@ -1,0 +1,56 @@
+"""Participants behind a real loopback HTTP server: real sockets, real timeouts, sync and async callers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import litellm
+import pytest
+
+from tests.conftest import write_preset
+from tests.fake_llm import KEY, FakeLLM, answer, answer_then_vote
+from tests.loopback import LoopbackServer
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(FakeLLM()) as running:
+        yield running
+
+
+def entry(server: LoopbackServer, model: str, **fields: object) -> dict[str, object]:
+    return {"model": f"openai/{model}", "api_base": server.base_url, "api_key": KEY, "protocol": "tools", **fields}
+
+
+def test_a_run_over_real_sockets(server: LoopbackServer, registered: Path) -> None:
+    server.fake.script("a", answer_then_vote("4"))
+    server.fake.script("b", answer_then_vote("4", delay=0.02))
+    write_preset(registered, "net", [entry(server, "a"), entry(server, "b")])
+    response = litellm.completion(model="massgen/net", messages=QUESTION)
+    assert response.choices[0].message.content == "Final: 4"
+    assert response.usage.total_tokens == server.fake.reported_usage()["total_tokens"]
+
+
+async def test_a_server_that_never_answers_is_dropped_at_call_timeout(server: LoopbackServer, registered: Path) -> None:
+    server.fake.script("a", answer_then_vote("4"))
+    server.fake.script("mute", lambda call: answer("never", delay=60))
+    write_preset(registered, "net", [entry(server, "a"), entry(server, "mute", num_retries=0)], call_timeout=0.5)
+    began = time.monotonic()
+    response = await litellm.acompletion(model="massgen/net", messages=QUESTION)
+    assert time.monotonic() - began < 5
+    mute = response.massgen["agents"][1]
+    assert mute["status"] == "failed" and "Timeout" in mute["error"]
+    assert response.massgen["winner"] == "agent1"
+
+
+async def test_connection_refused_drops_only_that_agent(server: LoopbackServer, registered: Path) -> None:
+    server.fake.script("a", answer_then_vote("4"))
+    closed = {"model": "openai/a", "api_base": "http://127.0.0.1:9/v1", "api_key": KEY, "num_retries": 0}
+    write_preset(registered, "net", [entry(server, "a"), closed], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/net", messages=QUESTION)
+    assert response.choices[0].message.content == "4"
+    assert response.massgen["agents"][1]["status"] == "failed"
