@@ -44,6 +44,7 @@ async def test_a_server_that_never_answers_is_dropped_at_call_timeout(server: Lo
     assert time.monotonic() - began < 5
     mute = response.massgen["agents"][1]
     assert mute["status"] == "failed" and "Timeout" in mute["error"]
+    assert response.massgen["end_reason"] == "consensus"
     assert response.massgen["winner"] == "agent1"
 
 
