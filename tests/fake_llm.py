@@ -60,6 +60,7 @@ class Call:
     body: dict[str, Any]
     started: float
     ended: float = 0.0
+    cancelled: bool = False  # the client hung up (or the server stopped) before the reply was sent
     usage: dict[str, int] | None = None
 
     @property
@@ -167,6 +168,9 @@ class FakeLLM:
         try:
             if reply.delay:
                 await asyncio.sleep(reply.delay)
+        except asyncio.CancelledError:
+            call.cancelled = True
+            raise
         finally:
             call.ended = time.monotonic()
         if reply.status != 200:

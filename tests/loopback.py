@@ -2,14 +2,18 @@
 a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
 
 It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
-Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it.
+Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it. A client that
+hangs up while its reply is being prepared cancels the scripted handler, so the call is logged as `cancelled` at the
+moment the socket closed: that is how tests see a cancellation cross a process boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -61,7 +65,9 @@ class LoopbackServer:
             body = await reader.readexactly(length)
             request = httpx.Request(method, f"http://127.0.0.1:{self.port}{target}", headers=headers, content=body)
             if method == "POST" and target.endswith("/chat/completions"):
-                response = await self.fake.handle(request)
+                response = await _unless_hung_up(reader, self.fake.handle(request))
+                if response is None:
+                    return
             else:
                 response = httpx.Response(404, json={"error": {"message": f"no route {method} {target}"}})
             payload = response.content
@@ -74,3 +80,22 @@ class LoopbackServer:
             pass  # the client went away, or the server is stopping; nothing to answer
         finally:
             writer.close()
+
+
+async def _unless_hung_up(
+    reader: asyncio.StreamReader, handling: Coroutine[Any, Any, httpx.Response]
+) -> httpx.Response | None:
+    """The handler's response, or None if the client closed the connection first (the handler is then cancelled).
+
+    A client sends nothing after its one request, so the only thing a read can return meanwhile is end-of-file.
+    """
+    handler = asyncio.ensure_future(handling)
+    hangup = asyncio.ensure_future(reader.read(1))
+    try:
+        await asyncio.wait({handler, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hangup.cancel()
+        if not handler.done():
+            handler.cancel()
+        await asyncio.gather(handler, hangup, return_exceptions=True)
+    return None if handler.cancelled() else handler.result()
