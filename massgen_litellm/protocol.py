@@ -65,9 +65,10 @@ def _instruction(agent_id: str, n_agents: int, view: View, protocol: Protocol) -
         else:
             lines.append("You have given all the answers you may. Call `vote` for the best answer, with a reason.")
     else:
-        vote_rule = (
-            "To vote, reply with a first line `VOTE: agentN` (one of: " + ids + ") and a second line `REASON: ...`."
-        )
+        # The choices are spelled out: small models copy a placeholder such as `agentN` literally.
+        choices = [f"`VOTE: {agent_id}`" for agent_id in view.answers]
+        spelled = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+        vote_rule = f"To vote, reply with a first line {spelled}, and a second line `REASON: ...`."
         if view.can_answer and view.can_vote:
             lines.append(
                 "If one of the answers is correct and complete and you cannot clearly improve it, vote for it. "
@@ -90,6 +91,16 @@ def turn_messages(
 ) -> list[Message]:
     """The user's whole conversation, the agent's own system message first, and our instruction last."""
     messages: list[Message] = []
+    if protocol == "text" and not view.answers:
+        # Nothing to judge yet, so the user's conversation comes last, as it would without us, and the note goes in
+        # the system message: models too small for tools answer the last message they see, and given an
+        # instruction there they answer the instruction instead of the question.
+        note = (
+            f"You are {agent_id}, one of {n_agents} agents answering the same request in parallel. "
+            "Reply with your complete answer as plain text."
+        )
+        messages.append({"role": "system", "content": "\n\n".join(filter(None, [system_message, note]))})
+        return [*messages, *conversation]
     if system_message:
         messages.append({"role": "system", "content": system_message})
     messages.extend(conversation)
@@ -149,9 +160,21 @@ def parse_reply(content: str | None, tool_calls: Sequence[Mapping[str, Any]], vi
     text = (content or "").strip()
     if not text:
         return Malformed("the reply was empty")
-    first_line, _, rest = text.partition("\n")
-    match = _VOTE_LINE.match(first_line)
-    if match:
+    lines = text.split("\n")
+    if view.can_answer:
+        # The reply could be an answer, which may mention a vote anywhere: only a first line votes.
+        votes = [(0, _VOTE_LINE.match(lines[0]))]
+    else:
+        # A vote is all the agent may give, so its vote line counts wherever it is: small models often write
+        # something before it. Their own reply only; other agents' answers are never parsed for votes.
+        votes = [(i, m) for i, line in enumerate(lines) if (m := _VOTE_LINE.match(line))]
+    votes = [(i, m) for i, m in votes if m]
+    targets = {m.group(1).lower() for _, m in votes}
+    if len(targets) > 1:
+        return Malformed(f"the reply votes for several agents ({', '.join(sorted(targets))}); vote for one")
+    if votes:
+        index, match = votes[0]
+        rest = "\n".join(lines[index + 1 :])
         reason = _REASON_PREFIX.sub("", (match.group(2) + "\n" + rest).strip()).strip()
         return _check_vote(match.group(1).lower(), reason, view)
     if not view.can_answer:

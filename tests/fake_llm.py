@@ -82,8 +82,11 @@ class Call:
 
     @property
     def agent_id(self) -> str | None:
-        match = _SELF.search(self.prompt)
-        return match.group(1) if match else None
+        for message in self.messages:
+            match = _SELF.search(str(message.get("content") or ""))
+            if match:
+                return match.group(1)
+        return None
 
     @property
     def is_presentation(self) -> bool:

@@ -85,3 +85,32 @@ def test_vote_text_inside_an_answer_is_not_a_vote():
     # Only a first line that is a vote counts; an answer that merely mentions one stays an answer.
     reply = "Here is my answer.\nVOTE: agent2"
     assert parse_reply(reply, [], VIEW) == NewAnswer(reply)
+
+
+VOTE_ONLY = View(version=3, answers={"agent1": "8 legs", "agent2": "6 legs"}, can_answer=False)
+
+
+def test_when_only_a_vote_is_allowed_its_line_counts_anywhere():
+    reply = "Spiders have eight legs, so:\nVOTE: agent1\nREASON: eight is right"
+    assert parse_reply(reply, [], VOTE_ONLY) == Vote("agent1", "eight is right")
+
+
+def test_a_reply_that_votes_for_two_agents_is_sent_back():
+    parsed = parse_reply("VOTE: agent1\nor maybe\nVOTE: agent2", [], VOTE_ONLY)
+    assert isinstance(parsed, Malformed) and "several agents (agent1, agent2)" in parsed.problem
+
+
+def test_the_text_protocol_spells_out_the_vote_choices():
+    instruction = turn_messages([{"role": "user", "content": "Q"}], "agent3", 3, VOTE_ONLY, "text", None)[-1]
+    assert "`VOTE: agent1` or `VOTE: agent2`" in instruction["content"]
+    assert "agentN" not in instruction["content"]
+
+
+def test_a_first_text_turn_ends_with_the_users_own_message():
+    # Nothing to judge yet: the conversation stays last and the coordination note joins the system message.
+    conversation = [{"role": "user", "content": "How many legs does a spider have?"}]
+    messages = turn_messages(conversation, "agent2", 3, View(0, {}, True), "text", "Be brief.")
+    assert messages[-1] == conversation[0]
+    assert messages[0]["role"] == "system"
+    assert messages[0]["content"].startswith("Be brief.") and "You are agent2" in messages[0]["content"]
+    assert len(messages) == 2

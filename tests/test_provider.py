@@ -250,7 +250,7 @@ async def test_text_protocol_sends_no_tools(fake, registered):
     write_preset(registered, "plain", [agent("plain", protocol="text"), agent("plain", protocol="text")])
     response = await litellm.acompletion(model="massgen/plain", messages=QUESTION)
     assert all("tools" not in c.body for c in fake.calls)
-    assert "VOTE: agentN" in next(c for c in fake.calls if c.answers).prompt
+    assert "first line `VOTE: agent1`" in next(c for c in fake.calls if c.answers).prompt
     assert response.massgen["end_reason"] == "consensus"
     assert [a["protocol"] for a in response.massgen["agents"]] == ["text", "text"]
 
