@@ -7,15 +7,14 @@ litellm.completion(model="massgen/build", messages=[...])
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-import litellm
-from dotenv import find_dotenv, load_dotenv
-
-from .config import AgentConfig, Preset, RunOptions
-from .errors import PROVIDER
-from .provider import MassGenLLM, handler
-from .record import RunRecord
+if TYPE_CHECKING:
+    from .config import AgentConfig, Preset, RunOptions
+    from .provider import MassGenLLM, handler
+    from .record import RunRecord
 
 __version__ = "0.1.0"
 __all__ = [
@@ -28,6 +27,23 @@ __all__ = [
     "register_with_litellm",
 ]
 
+# Loaded on first use, so that `python -m massgen_litellm.local_server` (a child process that needs none of it)
+# does not pay for importing LiteLLM.
+_LAZY = {
+    "AgentConfig": "config",
+    "Preset": "config",
+    "RunOptions": "config",
+    "MassGenLLM": "provider",
+    "handler": "provider",
+    "RunRecord": "record",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+
 
 def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, load_env: bool = True) -> MassGenLLM:
     """Make `massgen/<preset>` a LiteLLM model name. Safe to call more than once; other custom providers are kept.
@@ -36,6 +52,12 @@ def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, 
     `load_env` is false, a `.env` file (searched from the working directory up) is loaded first, without
     overriding variables that are already set.
     """
+    import litellm
+    from dotenv import find_dotenv, load_dotenv
+
+    from .errors import PROVIDER
+    from .provider import MassGenLLM, handler
+
     if load_env:
         load_dotenv(find_dotenv(usecwd=True), override=False)
     provider = MassGenLLM([presets_dir]) if presets_dir is not None else handler
