@@ -14,6 +14,7 @@ from typing import Any
 
 import litellm
 
+from . import local_server
 from .config import AgentConfig
 from .coordination import Action, AgentFailed, TurnFailed, View
 from .protocol import Malformed, Message, Protocol, correction_messages, parse_reply, tool_schemas, turn_messages
@@ -53,6 +54,7 @@ class Participant:
         self.calls: list[CallInfo] = []
         self._clock = clock
         self._turn = 0
+        self._model = config.model
         self._params: dict[str, Any] = {**sampling, **config.sampling()}
         if config.api_base:
             self._params["api_base"] = config.api_base
@@ -87,6 +89,7 @@ class Participant:
         """The winner's own stream, passed through delta by delta."""
         with self._recorded("present") as call:
             try:
+                await self._connect()
                 stream = await litellm.acompletion(
                     **self._call_kwargs(messages, "present", None), stream=True, stream_options={"include_usage": True}
                 )
@@ -104,7 +107,7 @@ class Participant:
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             **self._params,
-            "model": self.config.model,
+            "model": self._model,
             "messages": messages,
             "timeout": self.call_timeout,
             "metadata": {**self.metadata, "massgen_agent_id": self.agent_id, "massgen_call": kind},
@@ -143,6 +146,7 @@ class Participant:
     ) -> dict[str, Any]:
         with self._recorded(kind) as call:
             try:
+                await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
                 response = await asyncio.wait_for(
@@ -159,6 +163,15 @@ class Participant:
         message = response.choices[0].message
         tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
         return {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
+
+    async def _connect(self) -> None:
+        """A `local/` model is served by the embedded server, started (in a thread: it loads the model) on first
+        use."""
+        if self._model != self.config.model or not local_server.is_local(self.config.model):
+            return
+        model, api_base = await asyncio.to_thread(local_server.endpoint, self.config.model)
+        self._params.update(api_base=api_base, api_key="sk-local-no-key")
+        self._model = model
 
     def _stream_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         try:

