@@ -5,6 +5,8 @@ returns a `NewAnswer` or a `Vote`. Rules:
 
 * every agent starts at once; an agent with no valid vote keeps taking turns;
 * a new answer voids every vote cast before it, and those voters decide again;
+* round one is a barrier: an agent that has answered waits for every other active agent's first answer before its
+  next turn, since a vote cast before then is certain to be voided by the answer still to come;
 * a turn's result is checked against the view it was given: a vote cast on a view that has since changed is void
   (the agent goes again at once), a new answer always stands. In-flight calls are never cancelled, because a
   cancelled call is still billed and its answer would be lost;
@@ -145,7 +147,7 @@ class Coordinator:
         self._votes: list[VoteEntry] = []
         self._valid: dict[str, VoteEntry] = {}
         self._agents = {agent_id: AgentState() for agent_id in self.agent_ids}
-        # Set (and replaced) whenever the answers change, to wake agents that are waiting on their vote.
+        # Set (and replaced) on every change that may let a waiting agent go on; see _notify.
         self._changed = asyncio.Event()
         self._settled = asyncio.Event()
 
@@ -174,12 +176,13 @@ class Coordinator:
         state = self._agents[agent_id]
         try:
             while True:
-                if state.status == "voted":
+                if state.status == "voted" or (state.answers and self._first_round_open()):
                     changed = self._changed
                     await changed.wait()
                     continue
                 if state.turns >= self._limits.max_turns_per_agent:
                     state.status = "exhausted"
+                    self._notify()
                     self._check_settled()
                     return
                 view = View(
@@ -207,6 +210,7 @@ class Coordinator:
             state.status = "failed"
             state.error = str(exc) if isinstance(exc, AgentFailed) else f"{type(exc).__name__}: {exc}"
             self._emit("agent_failed", agent_id, detail=state.error)
+            self._notify()
             self._check_settled()
 
     def _apply(self, agent_id: str, view: View, action: Action) -> None:
@@ -226,8 +230,7 @@ class Coordinator:
                 self._agents[voter].status = "working"
             self._valid.clear()
             self._emit("answer", agent_id, target=label, detail=action.content)
-            self._changed.set()
-            self._changed = asyncio.Event()
+            self._notify()
             return
         if action.agent_id not in view.answers:
             state.failed_turns += 1
@@ -243,6 +246,15 @@ class Coordinator:
         state.status = "voted"
         self._emit("vote", agent_id, target=action.agent_id, detail=action.reason)
         self._check_settled()
+
+    def _first_round_open(self) -> bool:
+        """Some active agent has yet to give its first answer."""
+        return any(state.status == "working" and not state.answers for state in self._agents.values())
+
+    def _notify(self) -> None:
+        """Wake the agents waiting for a change: a new answer, or an agent gone (which may close round one)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _void(self, vote: VoteEntry, reason: str) -> None:
         vote.voided = True

@@ -44,45 +44,83 @@ async def test_consensus_on_the_first_answer_once_all_have_voted():
     assert all(state.status == "voted" for state in outcome.agents.values())
 
 
+async def test_round_one_is_a_barrier_so_no_turn_is_taken_on_a_partial_view():
+    seen: list = []
+    outcome = await run(
+        {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")},
+        delays={"agent1": 0.0, "agent2": 0.01, "agent3": 0.05},
+        seen=seen,
+    )
+    # Every second turn saw all three answers, so no vote had to be voided and nobody went a third time.
+    assert all(len(view.answers) == 3 for _, view in seen[3:])
+    assert not any(v.voided for v in outcome.votes)
+    assert [state.turns for state in outcome.agents.values()] == [2, 2, 2]
+    assert outcome.end_reason == "consensus"
+
+
+async def test_a_failed_agent_releases_the_barrier():
+    async def take_turn(agent_id: str, view: View) -> Action:
+        if agent_id == "agent3":
+            await asyncio.sleep(0.05)
+            raise ConnectionError("provider down")
+        return answer_or_vote("A", "agent1")(view)
+
+    outcome = await asyncio.wait_for(Coordinator(["agent1", "agent2", "agent3"], take_turn, Limits()).run(), 2)
+    assert outcome.end_reason == "consensus"
+    assert outcome.agents["agent3"].status == "failed"
+    assert outcome.tally["agent1"] == 2
+
+
+def refine_once(first: str, second: str, then_vote_for: str) -> Policy:
+    """Answer, answer again once every agent has answered, then vote."""
+
+    def policy(view: View) -> Action:
+        if second in view.answers.values():
+            return Vote(then_vote_for, "settled")
+        return NewAnswer(second if first in view.answers.values() else first)
+
+    return policy
+
+
 async def test_new_answer_voids_earlier_votes_and_voters_decide_again():
     seen: list = []
     outcome = await run(
         {
             "agent1": answer_or_vote("A", "agent1"),
-            "agent2": lambda view: Vote("agent1", "fine") if "agent1" in view.answers else NewAnswer("B"),
-            # agent3 is slow: its answer lands after agent2 has already voted for agent1.
-            "agent3": lambda view: Vote("agent3", "mine") if "agent3" in view.answers else NewAnswer("C"),
+            "agent2": answer_or_vote("B", "agent1"),
+            # agent3 is slow: its refined answer lands after the others have voted.
+            "agent3": refine_once("C", "C, refined", "agent1"),
         },
-        delays={"agent1": 0.0, "agent2": 0.01, "agent3": 0.1},
+        delays={"agent1": 0.0, "agent2": 0.01, "agent3": 0.05},
         seen=seen,
     )
     voided = [v for v in outcome.votes if v.voided]
-    assert any(v.voter == "agent2" and "agent3.1" in (v.voided_reason or "") for v in voided)
-    # agent2 was asked again and this time saw agent3's answer.
-    assert any(agent == "agent2" and "agent3" in view.answers for agent, view in seen)
+    assert {v.voter for v in voided if "agent3.2" in (v.voided_reason or "")} == {"agent1", "agent2"}
+    # agent2 was asked again and this time saw agent3's refined answer.
+    assert any(agent == "agent2" and view.answers.get("agent3") == "C, refined" for agent, view in seen)
     assert outcome.end_reason == "consensus"
+    assert outcome.tally["agent1"] == 3
 
 
 async def test_vote_cast_on_a_stale_view_is_void_and_the_agent_goes_again():
-    seen: list = []
-
-    def slow_voter(view: View) -> Action:
-        return Vote("agent1", "seen only agent1") if view.answers else NewAnswer("B")
-
-    outcome = await run(
-        {
+    async def take_turn(agent_id: str, view: View) -> Action:
+        policies = {
             "agent1": answer_or_vote("A", "agent1"),
-            "agent2": slow_voter,
-            "agent3": lambda view: Vote("agent1", "ok") if "agent3" in view.answers else NewAnswer("C"),
-        },
-        # agent2's second turn starts with agent1's answer and lasts long enough for agent3's answer to land.
-        delays={"agent1": 0.0, "agent2": 0.05, "agent3": 0.07},
-        seen=seen,
-    )
+            "agent2": answer_or_vote("B", "agent1"),
+            "agent3": refine_once("C", "C, refined", "agent1"),
+        }
+        # agent2's vote takes long enough for agent3's refined answer to land while it is in flight; agent1 votes
+        # at once, before it lands.
+        delays = {"agent1": 0.0, "agent2": 0.1 if view.answers else 0.02, "agent3": 0.02}
+        await asyncio.sleep(delays[agent_id])
+        return policies[agent_id](view)
+
+    coordinator = Coordinator(["agent1", "agent2", "agent3"], take_turn, Limits())
+    outcome = await asyncio.wait_for(coordinator.run(), 2)
     stale = [v for v in outcome.votes if v.voided_reason == "cast on answers that had since changed"]
-    assert stale, outcome.votes
+    assert [v.voter for v in stale] == ["agent2"]
     assert outcome.end_reason == "consensus"
-    assert outcome.agents["agent2"].turns >= 3
+    assert outcome.agents["agent2"].turns == 3
 
 
 async def test_tie_goes_to_the_agent_listed_first():
@@ -123,21 +161,35 @@ async def test_turn_limit_ends_the_run_and_the_latest_answer_wins_without_votes(
 
 
 async def test_timeout_ends_the_run_with_the_current_votes():
-    async def never(view: View) -> Action:
-        await asyncio.sleep(60)
-        raise AssertionError("unreachable")
-
     policies = {"agent1": answer_or_vote("A", "agent1"), "agent2": answer_or_vote("B", "agent1")}
     take = taker(policies)
 
     async def take_turn(agent_id: str, view: View) -> Action:
-        return await (never(view) if agent_id == "agent3" else take(agent_id, view))
+        if agent_id != "agent3":
+            return await take(agent_id, view)
+        if not view.answers.get("agent3"):
+            return NewAnswer("C")
+        await asyncio.sleep(60)  # agent3 never votes
+        raise AssertionError("unreachable")
 
     coordinator = Coordinator(["agent1", "agent2", "agent3"], take_turn, Limits(run_timeout=0.2))
     outcome = await asyncio.wait_for(coordinator.run(), 2)
     assert outcome.end_reason == "timeout"
-    assert outcome.winner == "agent1"
+    assert outcome.winner == "agent1" and outcome.tally["agent1"] == 2
     assert outcome.agents["agent3"].status == "stopped"
+
+
+async def test_an_agent_that_never_answers_holds_round_one_until_the_timeout():
+    async def take_turn(agent_id: str, view: View) -> Action:
+        if agent_id == "agent2":
+            await asyncio.sleep(60)
+        return answer_or_vote("A", "agent1")(view)
+
+    outcome = await asyncio.wait_for(Coordinator(["agent1", "agent2"], take_turn, Limits(run_timeout=0.2)).run(), 2)
+    # agent1 waited rather than vote on a view certain to change; with no votes, its answer (the latest) wins.
+    assert outcome.end_reason == "timeout"
+    assert outcome.agents["agent1"].turns == 1
+    assert outcome.winner == "agent1" and not any(outcome.tally.values())
 
 
 async def test_failing_agent_is_dropped_and_the_rest_finish():

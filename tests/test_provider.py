@@ -97,12 +97,12 @@ async def test_disagreement_then_convergence(fake, registered):
 async def test_new_answer_voids_votes_cast_before_it(fake, registered):
     fake.script("a", answer_then_vote("4"))
     fake.script("b", answer_then_vote("4", delay=0.01))
-    # c answers late, after a and b have voted: their votes no longer count and they vote again.
-    fake.script("c", sequence(answer("four", delay=0.2), answer_then_vote("4")))
+    # c refines its answer slowly, landing after a and b have voted: their votes no longer count; they vote again.
+    fake.script("c", sequence(answer("four"), answer("4, refined", delay=0.2), answer_then_vote("4")))
     write_preset(registered, "team", [agent("a"), agent("b"), agent("c")])
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     record = response.massgen
-    voided_by_c = {v["voter"] for v in record["votes"] if v["voided"] and "agent3.1" in v["voided_reason"]}
+    voided_by_c = {v["voter"] for v in record["votes"] if v["voided"] and "agent3.2" in v["voided_reason"]}
     assert voided_by_c == {"agent1", "agent2"}
     assert record["end_reason"] == "consensus"
     assert record["tally"]["agent1"] == 3
@@ -154,7 +154,8 @@ async def test_request_overrides_preset_limits(fake, registered):
 async def test_run_timeout_ends_the_run_with_what_exists(fake, registered):
     fake.script("a", answer_then_vote("4"))
     fake.script("b", answer_then_vote("4"))
-    fake.script("slow", lambda call: answer("late", delay=30))
+    # slow answers, then never finishes its next turn: the votes of a and b decide at the timeout.
+    fake.script("slow", sequence(answer("4"), answer("late", delay=30)))
     write_preset(registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=0.5)
     began = time.monotonic()
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)

@@ -171,9 +171,10 @@ def test_without_the_master_key_nothing_runs(backend: FakeLLM, proxy: LiteLLMPro
 async def test_a_client_that_hangs_up_cancels_the_calls_in_flight(
     backend: FakeLLM, proxy: LiteLLMProxy, stream: bool
 ) -> None:
-    # agent1 answers at once, then both agents think for a minute: the run is mid-flight when the client leaves.
+    # Both agents answer at once, then think for a minute about their votes: the run is mid-flight when the client
+    # leaves.
     backend.script("proxy-a", lambda call: answer("4") if not call.answers else vote("agent1", delay=60))
-    backend.script("proxy-b", lambda call: answer("four", delay=60))
+    backend.script("proxy-b", lambda call: answer("four") if not call.answers else vote("agent1", delay=60))
     client = openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
 
     async def request() -> None:
@@ -185,7 +186,7 @@ async def test_a_client_that_hangs_up_cancels_the_calls_in_flight(
             pass
 
     task = asyncio.create_task(request())
-    # Both long calls are in flight: agent2's first turn, and agent1's second (it has seen its own answer).
+    # Both long calls are in flight: each agent's second turn.
     await until(lambda: len([c for c in backend.calls if not c.ended]) == 2, 10, "two calls in flight")
     in_flight = [c for c in backend.calls if not c.ended]
     hung_up = time.monotonic()
