@@ -130,8 +130,9 @@ def sequence(*replies: Reply | Script) -> Script:
 
 
 class FakeLLM:
-    def __init__(self) -> None:
+    def __init__(self, default: Script | None = None) -> None:
         self.scripts: dict[str, Script] = {}
+        self.default = default  # for models with no script of their own
         self.calls: list[Call] = []
         self._arrived = asyncio.Event()
 
@@ -165,9 +166,10 @@ class FakeLLM:
         call = Call(model=body["model"], body=body, started=time.monotonic())
         self.calls.append(call)
         self._arrived.set()
-        if call.model not in self.scripts:
+        script = self.scripts.get(call.model, self.default)
+        if script is None:
             return httpx.Response(404, json={"error": {"message": f"no such model {call.model}", "type": "invalid"}})
-        reply = self.scripts[call.model](call)
+        reply = script(call)
         try:
             if reply.delay:
                 await asyncio.sleep(reply.delay)

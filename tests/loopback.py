@@ -4,7 +4,8 @@ a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
 It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
 Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it. A client that
 hangs up while its reply is being prepared cancels the scripted handler, so the call is logged as `cancelled` at the
-moment the socket closed: that is how tests see a cancellation cross a process boundary.
+moment the socket closed: that is how tests see a cancellation cross a process boundary. `GET /v1/calls` returns the
+call log as JSON (`DELETE` empties it), for clients in another process.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class LoopbackServer:
                 response = await _unless_hung_up(reader, self.fake.handle(request))
                 if response is None:
                     return
+            elif target.endswith("/calls") and method in ("GET", "DELETE"):
+                response = self._calls(method)
             else:
                 response = httpx.Response(404, json={"error": {"message": f"no route {method} {target}"}})
             payload = response.content
@@ -80,6 +83,26 @@ class LoopbackServer:
             pass  # the client went away, or the server is stopping; nothing to answer
         finally:
             writer.close()
+
+    def _calls(self, method: str) -> httpx.Response:
+        """The call log, for a client in another process (a benchmark); DELETE empties it."""
+        log = [
+            {
+                "model": c.model,
+                "started": c.started,
+                "ended": c.ended,
+                "cancelled": c.cancelled,
+                "agent_id": c.agent_id,
+                "kind": "present" if c.is_presentation else "turn" if c.answers else "first",
+                "usage": c.usage,
+                "messages": c.messages,
+                "tools": c.body.get("tools"),
+            }
+            for c in self.fake.calls
+        ]
+        if method == "DELETE":
+            self.fake.calls.clear()
+        return httpx.Response(200, json=log)
 
 
 async def _unless_hung_up(
