@@ -1,26 +1,46 @@
 """The tests' scripted OpenAI-compatible server (`tests/loopback.py`), in a process of its own, for benchmarks.
 
 Every model it is asked for runs the same two-round script after a fixed latency: answer, then vote for agent1
-once agent1 has answered, then present. It prints its base URL on one line and serves until stdin closes, so it
-never outlives the benchmark that started it.
+once agent1 has answered, then present. `--dialect massgen` reads the prompts of the `massgen` package instead of
+ours, so the same scenario can be run through it. It prints its base URL on one line and serves until stdin
+closes, so it never outlives the benchmark that started it.
 
-    python -m benchmarks.fake_server --latency 0.2
+    python -m benchmarks.fake_server --latency 0.2 [--dialect massgen]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
-from tests.fake_llm import FakeLLM, answer_then_vote
+from tests.fake_llm import Call, FakeLLM, Reply, Script, answer, answer_then_vote, text, vote
 from tests.loopback import LoopbackServer
+
+ANSWER = "The answer is 4: two plus two makes four."
+# How massgen shows existing answers: `<agent1> ... <end of agent1>` inside its CURRENT ANSWERS block.
+_MASSGEN_ANSWER = re.compile(r"<(agent\d+)(?:\.\d+)?> ")
+
+
+def massgen_script(latency: float) -> Script:
+    def script(call: Call) -> Reply:
+        prompt = "\n".join(str(m.get("content") or "") for m in call.messages)
+        if "vote" in call.tools and "agent1" in _MASSGEN_ANSWER.findall(prompt):
+            return vote("agent1", "agent1 is right", delay=latency)
+        if "new_answer" in call.tools:
+            return answer(ANSWER, delay=latency)
+        return text(f"Final: {ANSWER}", delay=latency)
+
+    return script
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fake_server", description=__doc__)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds before every reply (default 0.2)")
+    parser.add_argument("--dialect", choices=["ours", "massgen"], default="ours")
     args = parser.parse_args()
-    script = answer_then_vote("The answer is 4: two plus two makes four.", "agent1", delay=args.latency)
+    ours = answer_then_vote(ANSWER, "agent1", delay=args.latency)
+    script = massgen_script(args.latency) if args.dialect == "massgen" else ours
     with LoopbackServer(FakeLLM(default=script)) as server:
         print(server.base_url, flush=True)
         sys.stdin.read()

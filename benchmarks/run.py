@@ -17,6 +17,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-list f
 
 import argparse
 import asyncio
+import re
 import statistics
 import subprocess
 import sys
@@ -39,9 +40,9 @@ QUESTION = [{"role": "user", "content": "What is 2 + 2? Explain briefly."}]
 
 
 @contextmanager
-def fake_server(latency: float) -> Iterator[str]:
+def fake_server(latency: float, dialect: str = "ours") -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.fake_server", "--latency", str(latency)],
+        [sys.executable, "-m", "benchmarks.fake_server", "--latency", str(latency), "--dialect", dialect],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -257,6 +258,61 @@ async def concurrency(bench: Bench, runs: int) -> str:
     return table(headers, rows)
 
 
+def span(calls: Sequence[dict[str, Any]]) -> float:
+    """From the first call's arrival to the last call's reply, on the server's clock."""
+    return max(c["ended"] for c in calls) - min(c["started"] for c in calls)
+
+
+def massgen_kind(call: dict[str, Any]) -> str:
+    """The round of a call made by the massgen package, from its own prompt format."""
+    prompt = "\n".join(str(m.get("content") or "") for m in call["messages"])
+    if "VOTING RESULTS" in prompt:
+        return "present"
+    return "turn" if re.search(r"<agent\d+(?:\.\d+)?> ", prompt) else "first"
+
+
+def massgen_config(base_url: str, n: int) -> str:
+    agents = [
+        {"id": f"agent_{i}", "backend": {"type": "chatcompletion", "model": f"bench-{i}", "base_url": base_url}}
+        for i in range(1, n + 1)
+    ]
+    return yaml.safe_dump({"agents": agents, "ui": {"display_type": "simple", "logging_enabled": False}})
+
+
+async def anchor(bench: Bench, massgen: str, counts: Sequence[int], latency: float) -> str:
+    """The same scenario through the massgen package (its own virtual environment) and through us."""
+    rows = []
+    with fake_server(latency, dialect="massgen") as massgen_url, tempfile.TemporaryDirectory() as work:
+        for n in counts:
+            await one_run(bench.preset(n))
+            ours = bench.calls()
+            config = Path(work) / f"massgen{n}.yaml"
+            config.write_text(massgen_config(massgen_url, n))
+            env = {"PATH": os.environ.get("PATH", ""), "HOME": work, "OPENAI_API_KEY": KEY}
+            command = [massgen, "--config", str(config), "--automation", "--no-logs", QUESTION[0]["content"]]
+            done = await asyncio.to_thread(
+                subprocess.run, command, cwd=work, env=env, capture_output=True, text=True, timeout=600
+            )
+            theirs = (await asyncio.to_thread(httpx.delete, f"{massgen_url}/calls")).json()
+            if done.returncode != 0 or not theirs:
+                raise RuntimeError(f"massgen failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+            for call in theirs:
+                call["kind"] = massgen_kind(call)
+            rows.append(
+                [
+                    n,
+                    f"{span(ours) / floor(ours):.3f}",
+                    f"{span(theirs) / floor(theirs):.3f}",
+                    len(ours),
+                    len(theirs),
+                    prompt_tokens(ours),
+                    prompt_tokens(theirs),
+                ]
+            )
+    headers = ["agents", "span/floor, ours", "massgen", "calls, ours", "massgen", "prompt tokens, ours", "massgen"]
+    return table(headers, rows)
+
+
 def import_times(repeats: int) -> str:
     code = (
         "import time; t0 = time.perf_counter(); import litellm; t1 = time.perf_counter(); {stmt}; "
@@ -302,6 +358,11 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one small pass of every section (a smoke test)")
     parser.add_argument("--latency", type=float, default=0.2, help="the fake models' latency in seconds")
+    parser.add_argument(
+        "--massgen",
+        metavar="EXECUTABLE",
+        help="the `massgen` command of a virtual environment holding the massgen package, to run it side by side",
+    )
     args = parser.parse_args(argv)
     counts, repeats, runs = ((2, 3), 1, 5) if args.quick else ((2, 3, 5, 9, 16), 5, 50)
 
@@ -320,6 +381,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
             ("Orchestrator CPU per agent turn", lambda: orchestrator_cpu(bench, 5, repeats)),
             ("Concurrent runs", lambda: concurrency(bench, runs)),
         ]
+        if args.massgen:
+            title = f"The same scenario through the massgen package ({latency})"
+            sections.append((title, lambda: anchor(bench, args.massgen, counts, args.latency)))
         for title, section in sections:
             print(f"\n### {title}\n\n{await section()}", flush=True)
     print(f"\n### Import time\n\n{import_times(1 if args.quick else 7)}")

@@ -221,6 +221,8 @@ def _sse(call: Call, message: dict[str, Any], finish: str) -> httpx.Response:
     pieces = [content[i : i + 4] for i in range(0, len(content), 4)] or [""]
     base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": call.model}
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": p}}]} for p in pieces]
+    for index, tool_call in enumerate(message.get("tool_calls") or []):
+        events.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": index, **tool_call}]}}]})
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if (call.body.get("stream_options") or {}).get("include_usage"):
         events.append({**base, "choices": [], "usage": call.usage})
