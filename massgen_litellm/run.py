@@ -151,7 +151,13 @@ class Run:
                 yield delta
         except Exception as exc:
             if sent:  # half the reply is already with the caller: nothing honest to fall back to
-                raise
+                raise litellm.APIError(
+                    status_code=502,
+                    message=f"massgen: the presentation by {participant.agent_id} broke off after part of it was "
+                    f"streamed, so the reply is incomplete ({exc})",
+                    llm_provider=PROVIDER,
+                    model=self.model,
+                ) from exc
             yield self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
             return
         if not sent:

@@ -20,6 +20,7 @@ import httpx
 
 BASE = "http://fake-llm.test/v1"
 KEY = "sk-test-not-a-real-key"
+CUT_HEADER = "x-fake-cut-after"  # read by the loopback server, never sent
 
 _FENCE = re.compile(r"<<<ANSWER (agent\d+) ([0-9a-f]+)>>>\n(.*?)\n<<<END ANSWER \1 \2>>>", re.DOTALL)
 _SELF = re.compile(r"You are (agent\d+)")
@@ -34,6 +35,8 @@ class Reply:
     error: str = ""
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # sent as is, with status 200: broken JSON, a response without choices...
+    cut_after: int | None = None  # over a real socket: send this many bytes of the body, then drop the connection
 
 
 def answer(content: str, delay: float = 0.0) -> Reply:
@@ -184,10 +187,15 @@ class FakeLLM:
                 json={"error": {"message": reply.error, "type": "server_error"}},
                 headers=reply.headers,
             )
+        if reply.body is not None:
+            return httpx.Response(200, content=reply.body, headers={"content-type": "application/json"})
         message, finish = _message(reply)
         call.usage = _usage(body, message)
         if body.get("stream"):
-            return _sse(call, message, finish)
+            response = _sse(call, message, finish)
+            if reply.cut_after is not None:
+                response.headers[CUT_HEADER] = str(reply.cut_after)
+            return response
         return httpx.Response(
             200,
             json={

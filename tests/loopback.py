@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from tests.fake_llm import FakeLLM
+from tests.fake_llm import CUT_HEADER, FakeLLM
 
 
 class LoopbackServer:
     def __init__(self, fake: FakeLLM) -> None:
         self.fake = fake
         self.port = 0
+        self.open_connections = 0  # connections a client has open to us right now
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-llm-server", daemon=True)
@@ -57,6 +59,7 @@ class LoopbackServer:
         self._thread.join(5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -76,13 +79,17 @@ class LoopbackServer:
             payload = response.content
             status = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
             fields = {"content-type": response.headers.get("content-type", "application/json")}
+            fields |= {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
             fields |= {"content-length": str(len(payload)), "connection": "close"}
+            if CUT_HEADER in response.headers:  # a reply that stops half-way: the socket closes mid-body
+                payload = payload[: int(response.headers[CUT_HEADER])]
             writer.write((status + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode() + payload)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the server is stopping; nothing to answer
         finally:
             writer.close()
+            self.open_connections -= 1
 
     def _calls(self, method: str) -> httpx.Response:
         """The call log, for a client in another process (a benchmark); DELETE empties it."""
@@ -122,3 +129,12 @@ async def _unless_hung_up(
             handler.cancel()
         await asyncio.gather(handler, hangup, return_exceptions=True)
     return None if handler.cancelled() else handler.result()
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll: the fake's log is written by its server thread, so there is no event on the caller's loop to wait for."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not so after {timeout}s")
+        await asyncio.sleep(0.01)

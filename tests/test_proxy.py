@@ -12,7 +12,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from tests.fake_llm import FakeLLM, answer, answer_then_vote, vote
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackServer, until
 from tests.proxy import MASTER_KEY, LiteLLMProxy
 
 pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[test,proxy]'")
@@ -54,15 +54,6 @@ def backend(upstream: LoopbackServer, proxy: LiteLLMProxy) -> FakeLLM:
 @pytest.fixture
 def client(proxy: LiteLLMProxy) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
-
-
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll: the fake's log is written by its server thread, so there is no event on this loop to wait for."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still not so after {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 def test_a_completion_through_the_proxy(backend: FakeLLM, client: openai.OpenAI) -> None:

@@ -1,0 +1,164 @@
+"""Participants misbehaving over real sockets: every fault ends in a finished run with the healthy agents, or a
+clear error when none is left, within the configured timeouts; the record names each failure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import litellm
+import pytest
+
+from tests.conftest import write_preset
+from tests.fake_llm import KEY, Call, FakeLLM, Reply, answer, answer_then_vote, fail, sequence, text
+from tests.loopback import LoopbackServer, until
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+REFUSED = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(FakeLLM()) as running:
+        yield running
+
+
+def entry(server: LoopbackServer, model: str, **fields: object) -> dict[str, object]:
+    fields.setdefault("num_retries", 0)
+    return {"model": f"openai/{model}", "api_base": server.base_url, "api_key": KEY, "protocol": "tools", **fields}
+
+
+FAULTS = {
+    "http_500": (fail(500, "upstream exploded"), "InternalServerError"),
+    "http_429": (Reply(status=429, error="slow down", headers={"retry-after": "0"}), "RateLimitError"),
+    "invalid_json": (Reply(body=b'{"choices": [{"message": '), ""),
+    "no_choices": (
+        Reply(body=b'{"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}'),
+        "",
+    ),
+    "never_answers": (answer("too late", delay=60), "Timeout"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+async def test_a_faulty_agent_is_dropped_and_named_and_the_rest_finish(
+    server: LoopbackServer, registered: Path, fault: str
+) -> None:
+    reply, error = FAULTS[fault]
+    server.fake.script("good-a", answer_then_vote("4"))
+    server.fake.script("good-b", answer_then_vote("4"))
+    server.fake.script("bad", lambda call: reply)
+    agents = [entry(server, "good-a"), entry(server, "bad"), entry(server, "good-b")]
+    write_preset(registered, "team", agents, call_timeout=1.0, run_timeout=10)
+
+    began = time.monotonic()
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+
+    assert time.monotonic() - began < 5
+    assert response.choices[0].message.content == "Final: 4"
+    record = response.massgen
+    assert record["end_reason"] == "consensus" and record["winner"] == "agent1"
+    bad = record["agents"][1]
+    assert bad["status"] == "failed"
+    assert error in bad["error"]
+    assert [c["error"] for c in record["calls"] if c["agent_id"] == "agent2"] == [bad["error"]]
+
+
+async def test_a_refused_connection_is_named(server: LoopbackServer, registered: Path) -> None:
+    server.fake.script("good", answer_then_vote("4"))
+    refused = {"model": "openai/x", "api_base": REFUSED, "api_key": KEY, "num_retries": 0}
+    write_preset(registered, "team", [entry(server, "good"), refused], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert response.choices[0].message.content == "4"
+    assert "Connection" in response.massgen["agents"][1]["error"]
+
+
+async def test_every_fault_at_once_leaves_a_clear_error_naming_each(server: LoopbackServer, registered: Path) -> None:
+    agents = []
+    for name, (reply, _) in sorted(FAULTS.items()):
+        server.fake.script(name, lambda call, reply=reply: reply)
+        agents.append(entry(server, name))
+    agents.append({"model": "openai/x", "api_base": REFUSED, "api_key": KEY, "num_retries": 0})
+    write_preset(registered, "doomed", agents, call_timeout=1.0)
+
+    began = time.monotonic()
+    with pytest.raises(litellm.APIError) as caught:
+        await litellm.acompletion(model="massgen/doomed", messages=QUESTION)
+
+    assert time.monotonic() - began < 5
+    assert caught.value.status_code == 502
+    message = str(caught.value)
+    for index in range(1, len(agents) + 1):
+        assert f"agent{index}:" in message
+    for _, error in FAULTS.values():
+        assert error in message
+
+
+async def test_litellm_num_retries_is_honoured_not_reimplemented(server: LoopbackServer, registered: Path) -> None:
+    server.fake.script("flaky", sequence(fail(500), answer_then_vote("4")))
+    server.fake.script("steady", answer_then_vote("4"))
+    write_preset(registered, "team", [entry(server, "flaky", num_retries=1), entry(server, "steady")])
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert response.massgen["agents"][0]["status"] == "voted"
+    # One turn, two HTTP requests: LiteLLM's retry, invisible to the coordination.
+    assert len(server.fake.calls_of("flaky")) == response.massgen["agents"][0]["calls"] + 1
+
+
+async def test_a_presentation_stream_cut_before_any_content_falls_back_to_the_voted_answer(
+    server: LoopbackServer, registered: Path
+) -> None:
+    def winner(call: Call) -> Reply:
+        if call.is_presentation:
+            return Reply(content="Final: 4", cut_after=0)
+        return answer_then_vote("4")(call)
+
+    server.fake.script("a", winner)
+    server.fake.script("b", answer_then_vote("4"))
+    write_preset(registered, "team", [entry(server, "a"), entry(server, "b")])
+    stream = await litellm.acompletion(model="massgen/team", messages=QUESTION, stream=True)
+    content = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert content == "4"
+
+
+async def test_a_presentation_stream_cut_half_way_ends_the_stream_with_an_error(
+    server: LoopbackServer, registered: Path
+) -> None:
+    def winner(call: Call) -> Reply:
+        if call.is_presentation:
+            return Reply(content="Final: four, because two and two make four.", cut_after=300)
+        return answer_then_vote("4")(call)
+
+    server.fake.script("a", winner)
+    server.fake.script("b", answer_then_vote("4"))
+    write_preset(registered, "team", [entry(server, "a"), entry(server, "b")])
+    stream = await litellm.acompletion(model="massgen/team", messages=QUESTION, stream=True)
+    received = []
+    with pytest.raises(Exception) as caught:  # which of its exceptions LiteLLM wraps ours in is not ours to say
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    # Part of the reply already reached the caller; a clean-looking end would pass half an answer off as whole.
+    assert received and "presentation by agent1 broke off" in str(caught.value)
+
+
+async def test_cancelling_the_caller_closes_every_connection_and_leaves_no_task(
+    server: LoopbackServer, registered: Path
+) -> None:
+    server.fake.script("slow", lambda call: text("4", delay=60))
+    write_preset(registered, "slow", [entry(server, "slow"), entry(server, "slow"), entry(server, "slow")])
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(litellm.acompletion(model="massgen/slow", messages=QUESTION))
+    await until(lambda: server.open_connections == 3, 10, "three calls in flight")
+
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    closed = "every participant call ended and its connection closed"
+    await until(lambda: not server.open_connections and all(c.ended for c in server.fake.calls), 1.0, closed)
+
+    assert all(c.cancelled for c in server.fake.calls)
+    await asyncio.sleep(0)  # let finished tasks be collected
+    left = {t for t in asyncio.all_tasks() - before if not t.done()} - {asyncio.current_task()}
+    # LiteLLM's own logging worker may start on first use; anything else would be a task of ours outliving the run.
+    assert [t for t in left if "LoggingWorker" not in repr(t)] == []
