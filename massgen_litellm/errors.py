@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Mapping
 
 import litellm
@@ -63,3 +65,20 @@ def all_agents_failed(failures: Mapping[str, str], model: str) -> litellm.APIErr
         llm_provider=PROVIDER,
         model=model,
     )
+
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` without any of `secrets`, nor the value of any environment variable named like a secret.
+
+    Providers sometimes quote the key they refused in their error message; that message goes into the record, the
+    logs and exceptions, so every error text we keep passes through here. The environment counts too: LiteLLM
+    picks keys up from it (`OPENAI_API_KEY`) without the preset ever naming them.
+    """
+    found = {value for name, value in os.environ.items() if _SECRET_NAME.search(name)}
+    found.update(secret for secret in secrets if secret)
+    for secret in sorted((s for s in found if len(s) >= 8), key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text

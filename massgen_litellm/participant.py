@@ -17,6 +17,7 @@ import litellm
 from . import local_server
 from .config import AgentConfig
 from .coordination import Action, AgentFailed, TurnFailed, View
+from .errors import redact
 from .protocol import Malformed, Message, Protocol, correction_messages, parse_reply, tool_schemas, turn_messages
 from .record import CallInfo, CallKind
 
@@ -61,6 +62,7 @@ class Participant:
         api_key = config.resolved_api_key()
         if api_key:
             self._params["api_key"] = api_key
+        self._secrets = [api_key]
         if config.num_retries is not None:
             self._params["num_retries"] = config.num_retries
 
@@ -100,7 +102,7 @@ class Participant:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
             except Exception as exc:
-                raise AgentFailed(_describe(exc)) from exc
+                raise AgentFailed(self._describe(exc)) from exc
 
     def _call_kwargs(
         self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
@@ -136,7 +138,7 @@ class Participant:
             call.error = str(exc)
             raise
         except BaseException as exc:  # cancelled: the run ended or the caller went away
-            call.error = _describe(exc)
+            call.error = self._describe(exc)
             raise
         finally:
             call.seconds = round(time.monotonic() - began, 4)
@@ -155,7 +157,7 @@ class Participant:
             except asyncio.TimeoutError:
                 raise AgentFailed(f"Timeout: no reply within call_timeout={self.call_timeout}s") from None
             except Exception as exc:
-                raise AgentFailed(_describe(exc)) from exc
+                raise AgentFailed(self._describe(exc)) from exc
             _count(call, getattr(response, "usage", None))
             call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
             if not response.choices:
@@ -172,6 +174,13 @@ class Participant:
         model, api_base = await asyncio.to_thread(local_server.endpoint, self.config.model)
         self._params.update(api_base=api_base, api_key="sk-local-no-key")
         self._model = model
+
+    def _describe(self, exc: BaseException) -> str:
+        """A one-line cause for the record, without keys: LiteLLM appends tracebacks and bug-report links to some
+        messages, and some providers quote the key they refused."""
+        message = (getattr(exc, "message", None) or str(exc)).split("Traceback (most recent call last)")[0]
+        message = " ".join(redact(message, self._secrets).split())[:500] or "no message"
+        return f"{type(exc).__name__}: {message}"
 
     def _stream_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         try:
@@ -199,8 +208,4 @@ def _plain(tool_call: Any) -> dict[str, Any]:
     }
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line cause for the record: LiteLLM appends tracebacks and bug-report links to some messages."""
-    message = (getattr(exc, "message", None) or str(exc)).split("Traceback (most recent call last)")[0]
-    message = " ".join(message.split())[:500] or "no message"
-    return f"{type(exc).__name__}: {message}"
+

@@ -72,6 +72,8 @@ def load_preset_file(path: Path) -> Preset:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MassGenInputError(f"preset file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise MassGenInputError(f"preset file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -66,6 +66,12 @@ class Call:
     cancelled: bool = False  # the client hung up (or the server stopped) before the reply was sent
     usage: dict[str, int] | None = None
 
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_key(self) -> str:
+        return self.headers.get("authorization", "").removeprefix("Bearer ")
+
     @property
     def messages(self) -> list[dict[str, Any]]:
         return self.body["messages"]
@@ -166,7 +172,7 @@ class FakeLLM:
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        call = Call(model=body["model"], body=body, started=time.monotonic())
+        call = Call(model=body["model"], body=body, started=time.monotonic(), headers=dict(request.headers))
         self.calls.append(call)
         self._arrived.set()
         script = self.scripts.get(call.model, self.default)
