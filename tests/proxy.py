@@ -43,6 +43,10 @@ class LiteLLMProxy:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def __enter__(self) -> LiteLLMProxy:
         env = {
             **os.environ,

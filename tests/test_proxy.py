@@ -233,3 +233,61 @@ def test_the_readme_curl_example(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
     body = json.loads(done.stdout)
     assert body["choices"][0]["message"]["content"] == "Final: 4"
     assert body["massgen"]["winner"] == "agent1"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the proxy and any worker processes it forked."""
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *_children(int(child))]
+    return found
+
+
+async def burst(proxy: LiteLLMProxy, runs: int, at_once: int) -> list[str]:
+    client = openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    gate = asyncio.Semaphore(at_once)
+
+    async def one() -> str:
+        async with gate:
+            response = await client.chat.completions.create(model="massgen/duo", messages=QUESTION)
+            assert (response.model_extra or {})["massgen"]["end_reason"] == "consensus"
+            return response.choices[0].message.content or ""
+
+    try:
+        return await asyncio.gather(*(one() for _ in range(runs)))
+    finally:
+        await client.close()
+
+
+async def test_load_200_runs_20_at_a_time(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
+    backend.script("proxy-a", answer_then_vote("4", delay=0.02))
+    backend.script("proxy-b", answer_then_vote("4", delay=0.02))
+    assert proxy.pid is not None
+    await burst(proxy, 40, 20)  # warm: first calls build clients and caches
+    settled = rss_mb(proxy.pid)
+
+    began = time.monotonic()
+    first = await burst(proxy, 200, 20)
+    took = time.monotonic() - began
+    after_first = rss_mb(proxy.pid)
+    second = await burst(proxy, 200, 20)
+    after_second = rss_mb(proxy.pid)
+
+    assert first + second == ["Final: 4"] * 400  # zero errors, every answer right
+    # A leak would grow with every burst; the second one must leave memory where the first did.
+    assert after_second - after_first < 15, (settled, after_first, after_second)
+    print(
+        f"\nload: 200 runs, 20 at a time, in {took:.1f}s ({200 / took:.0f} runs/s, {len(backend.calls)} participant "
+        f"calls over both bursts); proxy RSS {settled:.0f} MB warm, {after_first:.0f} MB after 200 runs, "
+        f"{after_second:.0f} MB after 400"
+    )
