@@ -206,6 +206,3 @@ def _plain(tool_call: Any) -> dict[str, Any]:
         "type": "function",
         "function": {"name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)},
     }
-
-
-

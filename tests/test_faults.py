@@ -96,6 +96,25 @@ async def test_every_fault_at_once_leaves_a_clear_error_naming_each(server: Loop
         assert error in message
 
 
+async def test_every_fault_beside_two_healthy_agents(server: LoopbackServer, registered: Path) -> None:
+    server.fake.script("good", answer_then_vote("4"))
+    agents = [entry(server, "good")]
+    for name, (reply, _) in sorted(FAULTS.items()):
+        server.fake.script(name, lambda call, reply=reply: reply)
+        agents.append(entry(server, name))
+    agents += [{"model": "openai/x", "api_base": REFUSED, "api_key": KEY, "num_retries": 0}, entry(server, "good")]
+    write_preset(registered, "mixed", agents, call_timeout=1.0)
+
+    began = time.monotonic()
+    response = await litellm.acompletion(model="massgen/mixed", messages=QUESTION)
+
+    assert time.monotonic() - began < 5
+    record = response.massgen
+    assert response.choices[0].message.content == "Final: 4" and record["end_reason"] == "consensus"
+    assert [a["status"] for a in record["agents"]] == ["voted", *["failed"] * (len(FAULTS) + 1), "voted"]
+    assert all(a["error"] for a in record["agents"][1:-1])
+
+
 async def test_litellm_num_retries_is_honoured_not_reimplemented(server: LoopbackServer, registered: Path) -> None:
     server.fake.script("flaky", sequence(fail(500), answer_then_vote("4")))
     server.fake.script("steady", answer_then_vote("4"))
