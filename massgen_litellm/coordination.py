@@ -187,7 +187,7 @@ class Coordinator:
                     return
                 view = View(
                     version=self._version,
-                    answers=dict(self._latest),
+                    answers=self._answers_in_agent_order(),
                     can_answer=state.answers < self._limits.max_answers_per_agent,
                 )
                 state.turns += 1
@@ -247,6 +247,10 @@ class Coordinator:
         self._emit("vote", agent_id, target=action.agent_id, detail=action.reason)
         self._check_settled()
 
+    def _answers_in_agent_order(self) -> dict[str, str]:
+        # Not arrival order: that would tell every agent who was fastest, and shuffle the answers between turns.
+        return {agent_id: self._latest[agent_id] for agent_id in self.agent_ids if agent_id in self._latest}
+
     def _first_round_open(self) -> bool:
         """Some active agent has yet to give its first answer."""
         return any(state.status == "working" and not state.answers for state in self._agents.values())
@@ -292,7 +296,7 @@ class Coordinator:
             votes=list(self._votes),
             agents=self._agents,
             duration=round(self._now(), 3),
-            latest_answers=dict(self._latest),
+            latest_answers=self._answers_in_agent_order(),
         )
 
 

@@ -273,3 +273,14 @@ async def test_cancelling_the_run_cancels_every_turn():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sorted(cancelled) == ["agent1", "agent2"]
+
+
+async def test_answers_are_shown_in_agent_order_not_arrival_order():
+    seen: list = []
+    await run(
+        {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")},
+        delays={"agent1": 0.03, "agent2": 0.02, "agent3": 0.0},
+        seen=seen,
+    )
+    assert all(list(view.answers) == sorted(view.answers) for _, view in seen if view.answers)
+    assert any(list(view.answers) == ["agent1", "agent2", "agent3"] for _, view in seen)
