@@ -13,7 +13,7 @@ from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, Strea
 from . import portal
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
-from .record import RunRecord
+from .record import LOG_DIR_ENV, RunRecord
 from .request import build_request
 from .run import Content, Progress, Run
 
@@ -42,21 +42,28 @@ class MassGenLLM(CustomLLM):
 
     async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         run = self._start(model, messages, kwargs)
-        await run.coordinate()
-        content = await run.final_answer()
-        return _completion(kwargs.get("model_response") or ModelResponse(), run, content)
+        try:
+            await run.coordinate()
+            content = await run.final_answer()
+        finally:
+            record = _finish(run)
+        assert record is not None
+        return _completion(kwargs.get("model_response") or ModelResponse(), run, record, content)
 
     def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         return portal.call(self.acompletion(model, messages, *args, **kwargs))
 
     async def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
         run = self._start(model, messages, kwargs)
-        async for piece in run.stream():
-            if isinstance(piece, Progress):
-                yield _chunk(run, Delta(reasoning_content=piece.text))
-            elif isinstance(piece, Content):
-                yield _chunk(run, Delta(content=piece.text))
-        record = _finish(run)
+        try:
+            async for piece in run.stream():
+                if isinstance(piece, Progress):
+                    yield _chunk(run, Delta(reasoning_content=piece.text))
+                elif isinstance(piece, Content):
+                    yield _chunk(run, Delta(content=piece.text))
+        finally:
+            record = _finish(run)
+        assert record is not None
         # Usage and the record go on their own chunk before the finish chunk: LiteLLM passes that chunk through
         # (with its attributes) and reports its usage as the stream's, where it rebuilds the finish chunk itself and
         # would drop both.
@@ -70,8 +77,17 @@ class MassGenLLM(CustomLLM):
         return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
 
 
-def _finish(run: Run) -> RunRecord:
+def _finish(run: Run) -> RunRecord | None:
+    """Log the run's outcome and keep its record where MASSGEN_LOG_DIR says; None if it never got that far."""
+    if run.outcome is None:
+        return None
     record = run.record()
+    directory = os.environ.get(LOG_DIR_ENV)
+    if directory:
+        try:
+            record.save(directory)
+        except OSError as exc:  # the answer is still good; losing the file is worth a warning, not the request
+            logger.warning("massgen run %s: cannot write its record to %s: %s", record.run_id, directory, exc)
     logger.info(
         "massgen run %s (%s): %s, winner %s, tally %s, %d calls, %d tokens, $%.6f, %.2fs",
         record.run_id,
@@ -87,8 +103,7 @@ def _finish(run: Run) -> RunRecord:
     return record
 
 
-def _completion(response: ModelResponse, run: Run, content: str) -> ModelResponse:
-    record = _finish(run)
+def _completion(response: ModelResponse, run: Run, record: RunRecord, content: str) -> ModelResponse:
     response.model = run.model
     response.choices[0].message.content = content  # type: ignore[union-attr]
     response.choices[0].finish_reason = "stop"

@@ -5,9 +5,15 @@ It never holds an API key: agents are described by id and model string only.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+LOG_DIR_ENV = "MASSGEN_LOG_DIR"
 
 CallKind = Literal["turn", "retry", "present"]
 
@@ -83,3 +89,23 @@ class RunRecord(BaseModel):
     unpriced_calls: int = Field(0, description="Calls LiteLLM knew no price for, left out of `cost`.")
     ignored_params: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the record as `<UTC time>-<run id>.json`, atomically: a reader never sees half a file."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.fromisoformat(self.started_at).strftime("%Y%m%dT%H%M%S%fZ")
+        target = folder / f"{stamp}-{self.run_id}.json"
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.run_id}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(self.model_dump_json(indent=2))
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RunRecord:
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))

@@ -73,7 +73,13 @@ class Run:
     async def coordinate(self, on_event: Callable[[Event], None] | None = None) -> Outcome:
         options = self.request.options
         limits = Limits(options.max_answers_per_agent, options.max_turns_per_agent, options.run_timeout)
-        coordinator = Coordinator(list(self.participants), self._take_turn, limits, on_event)
+
+        def observe(event: Event) -> None:
+            logger.debug("massgen run %s at %.3fs: %s %s", self.run_id, event.at, event.kind, _event_summary(event))
+            if on_event is not None:
+                on_event(event)
+
+        coordinator = Coordinator(list(self.participants), self._take_turn, limits, observe)
         self.outcome = outcome = await coordinator.run()
         if outcome.winner is None:
             raise self._no_answer_error(outcome)
@@ -279,3 +285,9 @@ def describe_event(event: Event, max_turns: int) -> str | None:
         winner = f"{event.target} presents the final answer" if event.target else "no answer"
         return f"Done, {reasons.get(event.detail, event.detail)}: {winner}.\n\n"
     return None
+
+
+def _event_summary(event: Event) -> str:
+    detail = " ".join(event.detail.split())
+    detail = detail if len(detail) <= 80 else detail[:79] + "…"
+    return " ".join(part for part in (event.agent_id or "", event.target or "", detail) if part)

@@ -1,0 +1,72 @@
+"""Run records on disk (MASSGEN_LOG_DIR) and the `massgen_litellm` logger."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import litellm
+import pytest
+
+from massgen_litellm.record import RunRecord
+from tests.conftest import agent, write_preset
+from tests.fake_llm import answer_then_vote, fail
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+async def test_each_run_writes_its_record_atomically(fake, registered, tmp_path, monkeypatch):
+    logs = tmp_path / "runs"
+    monkeypatch.setenv("MASSGEN_LOG_DIR", str(logs))
+    fake.script("a", answer_then_vote("4"))
+    write_preset(registered, "duo", [agent("a"), agent("a")])
+
+    first = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    second = await litellm.acompletion(model="massgen/duo", messages=QUESTION, stream=True)
+    streamed = [getattr(c, "massgen", None) async for c in second]
+
+    files = sorted(logs.iterdir())
+    assert [f.suffix for f in files] == [".json", ".json"]  # no temporary file left behind
+    records = {RunRecord.load(f).run_id: json.loads(f.read_text()) for f in files}
+    assert records[first.massgen["run_id"]] == first.massgen
+    record = next(r for r in streamed if r)
+    assert records[record["run_id"]] == record
+    # Named by time, then run id: a directory listing is the runs in order.
+    assert [f.stem.split("-")[1] for f in files] == [first.massgen["run_id"], record["run_id"]]
+
+
+async def test_a_failed_run_leaves_its_record_too(fake, registered, tmp_path, monkeypatch):
+    monkeypatch.setenv("MASSGEN_LOG_DIR", str(tmp_path))
+    fake.script("down", lambda call: fail(500))
+    write_preset(registered, "down", [agent("down", num_retries=0)])
+    with pytest.raises(litellm.APIError):
+        await litellm.acompletion(model="massgen/down", messages=QUESTION)
+    (path,) = tmp_path.glob("*.json")
+    assert RunRecord.load(path).end_reason == "all_failed"
+
+
+async def test_an_unwritable_log_dir_costs_a_warning_not_the_answer(fake, registered, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MASSGEN_LOG_DIR", str(blocker))
+    fake.script("a", answer_then_vote("4"))
+    write_preset(registered, "duo", [agent("a"), agent("a")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    assert response.choices[0].message.content == "Final: 4"
+    assert any("cannot write its record" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+async def test_one_info_line_per_run_and_debug_per_turn(fake, registered, caplog):
+    caplog.set_level(logging.DEBUG, logger="massgen_litellm")
+    fake.script("a", answer_then_vote("4"))
+    write_preset(registered, "duo", [agent("a"), agent("a")])
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+
+    ours = [r for r in caplog.records if r.name == "massgen_litellm"]
+    infos = [r.getMessage() for r in ours if r.levelno == logging.INFO]
+    assert len(infos) == 1
+    assert response.massgen["run_id"] in infos[0] and "consensus, winner agent1" in infos[0]
+    debug = [r.getMessage() for r in ours if r.levelno == logging.DEBUG]
+    turns = sum(a["turns"] for a in response.massgen["agents"])
+    assert sum(" turn agent" in line for line in debug) == turns
+    assert any(" vote agent2 agent1" in line for line in debug)
