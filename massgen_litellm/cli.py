@@ -1,17 +1,31 @@
-"""`massgen-litellm`: ask a preset a question from the terminal, or list the presets."""
+"""`massgen-litellm`: ask a preset a question, list or check presets, print a proxy config, render a run report."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-import litellm
-import openai
+PROXY_CONFIG = """\
+model_list:
+  - model_name: "massgen/*"            # massgen/build, massgen/fast, ... and your own presets
+    litellm_params:
+      model: "massgen/*"
+  - model_name: team                   # a name of your choosing for one preset
+    litellm_params:
+      model: massgen/build
 
-from . import register_with_litellm
-from .presets import PresetStore
+litellm_settings:
+  custom_provider_map:
+    - {"provider": "massgen", "custom_handler": massgen_litellm.handler}
+
+general_settings:
+  cancel_on_disconnect: true           # a client that hangs up stops the run and its participant calls
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,61 +35,181 @@ def main(argv: Sequence[str] | None = None) -> int:
     ask.add_argument("question")
     ask.add_argument("--preset", default="build", help="preset name (default: build)")
     ask.add_argument("--models", help="comma-separated LiteLLM model strings replacing the preset's agents")
-    ask.add_argument("--stream", action="store_true", help="show the agents at work, then stream the answer")
-    ask.add_argument("--json", action="store_true", help="print the whole coordination record as JSON")
+    ask.add_argument(
+        "--stream", action="store_true", help="off a terminal: progress lines, then the answer as it comes"
+    )
+    ask.add_argument("--json", action="store_true", help="print the answer and the whole coordination record as JSON")
     commands.add_parser("presets", help="list the available presets and their agents")
+    check = commands.add_parser("check", help="validate a preset file and show its resolved agents")
+    check.add_argument("file", type=Path)
+    commands.add_parser("proxy-config", help="print a LiteLLM proxy config that serves every preset")
+    report = commands.add_parser("report", help="render a run record (JSON) as a self-contained HTML page")
+    report.add_argument("record", type=Path)
+    report.add_argument("-o", "--output", type=Path, help="the HTML file to write (default: RECORD with .html)")
     args = parser.parse_args(argv)
 
-    register_with_litellm()
-    litellm.suppress_debug_info = True  # its "Give Feedback" banner would bury our one-line errors
-    if args.command == "presets":
-        store = PresetStore()
-        for name, path in sorted(store.files().items()):
-            preset = store.load(name)
-            print(f"{name:12} {', '.join(a.model for a in preset.agents)}  ({path})")
+    if args.command == "proxy-config":
+        print(PROXY_CONFIG, end="")
         return 0
+    if args.command == "report":
+        return _report(args.record, args.output)
+    if args.command == "check":
+        return _check(args.file)
+    if args.command == "presets":
+        return _presets()
     return _ask(args)
 
 
+def _presets() -> int:
+    from .errors import MassGenInputError
+    from .presets import PresetStore
+
+    store = PresetStore()
+    for name, path in sorted(store.files().items()):
+        try:
+            agents = ", ".join(a.model for a in store.load(name).agents)
+        except MassGenInputError as exc:
+            agents = f"INVALID: {exc}"
+        print(f"{name:12} {agents}  ({path})")
+    return 0
+
+
+def _check(path: Path) -> int:
+    from . import local_server
+    from .errors import MassGenInputError
+    from .participant import pick_protocol
+    from .presets import load_preset_file
+
+    try:
+        preset = load_preset_file(path)
+    except MassGenInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = []
+    print(f"{path}: valid. {preset.description}".rstrip())
+    print("options: " + ", ".join(f"{k}={v}" for k, v in preset.options().model_dump().items()))
+    for index, agent in enumerate(preset.agents, start=1):
+        key = "none (from the environment)" if agent.api_key is None else "given"
+        raw = agent.api_key.get_secret_value() if agent.api_key else ""
+        if raw.startswith("os.environ/"):
+            key = raw  # the variable's name, never a value
+        try:
+            agent.resolved_api_key()
+            if local_server.is_local(agent.model):
+                local_server.check(agent.model)
+        except LookupError as exc:
+            problems.append(f"agent{index} ({agent.model}): {exc}")
+        sampling = ", ".join(f"{k}={v}" for k, v in agent.sampling().items()) or "defaults"
+        print(f"  agent{index}: {agent.model}  protocol={pick_protocol(agent)}  sampling: {sampling}  key: {key}")
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _report(record_path: Path, output: Path | None) -> int:
+    from pydantic import ValidationError
+
+    from .record import RunRecord
+    from .report import render
+
+    try:
+        record = RunRecord.load(record_path)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"error: {record_path} is not a run record: {exc}", file=sys.stderr)
+        return 2
+    target = output or record_path.with_suffix(".html")
+    target.write_text(render(record), encoding="utf-8")
+    print(target)
+    return 0
+
+
 def _ask(args: argparse.Namespace) -> int:
-    kwargs: dict[str, object] = {
+    import litellm
+    import openai
+
+    from . import register_with_litellm
+
+    register_with_litellm()
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner would bury our one-line errors
+    kwargs: dict[str, Any] = {
         "model": f"massgen/{args.preset}",
         "messages": [{"role": "user", "content": args.question}],
     }
     if args.models:
         kwargs["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
-        if args.stream and not args.json:
-            thinking = False
-            for chunk in litellm.completion(**kwargs, stream=True):
-                delta = chunk.choices[0].delta if chunk.choices else None
-                if delta is None:
-                    continue
-                if getattr(delta, "reasoning_content", None):
-                    thinking = True
-                    print(delta.reasoning_content, end="", file=sys.stderr, flush=True)
-                if delta.content:
-                    if thinking:
-                        thinking = False
-                        print(file=sys.stderr)
-                    print(delta.content, end="", flush=True)
-            print()
+        if args.json:
+            response = litellm.completion(**kwargs)
+            print(json.dumps({"answer": response.choices[0].message.content, "record": response.massgen}, indent=2))
             return 0
-        response = litellm.completion(**kwargs)
+        if sys.stdout.isatty():
+            answer, record = _live(kwargs)
+        elif args.stream:
+            answer, record = _lines(kwargs)
+        else:
+            response = litellm.completion(**kwargs)
+            answer, record = response.choices[0].message.content or "", response.massgen
+            print(answer)
     except litellm.BadRequestError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {_plain(exc)}", file=sys.stderr)
         return 2
     except openai.OpenAIError as exc:  # every LiteLLM API error derives from it
-        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        print(f"error: {_plain(exc)}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps({"answer": response.choices[0].message.content, "record": response.massgen}, indent=2))
-    else:
-        record = response.massgen
-        print(response.choices[0].message.content)
+    if record:
         print(
             f"\n[{record['end_reason']}: {record['winner']} won {record['tally']}; "
             f"{record['usage']['total_tokens']} tokens, ${record['cost']:.4f}, {record['duration_seconds']:.1f}s]",
             file=sys.stderr,
         )
     return 0
+
+
+def _plain(exc: BaseException) -> str:
+    """The message without the exception class names LiteLLM puts in front of it."""
+    return re.sub(r"^(?:litellm\.\w+: )+", "", str(getattr(exc, "message", None) or exc))
+
+
+def _live(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """The live view on stderr while the agents work, then the answer rendered as Markdown on stdout."""
+    import litellm
+    from rich.console import Console
+    from rich.live import Live
+    from rich.markdown import Markdown
+
+    from .live import LiveView
+
+    view, parts, record = LiveView(), [], None
+    with Live(view, console=Console(stderr=True), refresh_per_second=8):
+        for chunk in litellm.completion(**kwargs, stream=True):
+            if event := getattr(chunk, "massgen_event", None):
+                view.apply(event)
+            record = getattr(chunk, "massgen", None) or record
+            if chunk.choices and chunk.choices[0].delta.content:
+                parts.append(chunk.choices[0].delta.content)
+    answer = "".join(parts)
+    Console().print(Markdown(answer))
+    return answer, record
+
+
+def _lines(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """Off a terminal: the progress lines on stderr, the answer on stdout as it streams."""
+    import litellm
+
+    parts, record, thinking = [], None, False
+    for chunk in litellm.completion(**kwargs, stream=True):
+        record = getattr(chunk, "massgen", None) or record
+        delta = chunk.choices[0].delta if chunk.choices else None
+        if delta is None:
+            continue
+        if getattr(delta, "reasoning_content", None):
+            thinking = True
+            print(delta.reasoning_content, end="", file=sys.stderr, flush=True)
+        if delta.content:
+            if thinking:
+                thinking = False
+                print(file=sys.stderr)
+            parts.append(delta.content)
+            print(delta.content, end="", flush=True)
+    print()
+    return "".join(parts), record

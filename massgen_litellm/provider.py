@@ -20,6 +20,7 @@ from .run import Content, Progress, Run
 logger = logging.getLogger("massgen_litellm")
 
 RECORD_FIELD = "massgen"
+EVENT_FIELD = "massgen_event"  # on each progress chunk: what happened, as data (see Run.stream)
 
 
 class MassGenLLM(CustomLLM):
@@ -58,7 +59,9 @@ class MassGenLLM(CustomLLM):
         try:
             async for piece in run.stream():
                 if isinstance(piece, Progress):
-                    yield _chunk(run, Delta(reasoning_content=piece.text))
+                    chunk = _chunk(run, Delta(reasoning_content=piece.text or None))
+                    setattr(chunk, EVENT_FIELD, piece.event)
+                    yield chunk
                 elif isinstance(piece, Content):
                     yield _chunk(run, Delta(content=piece.text))
         finally:

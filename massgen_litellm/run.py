@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import litellm
@@ -26,9 +26,11 @@ _PREVIEW = 160
 
 @dataclass(frozen=True)
 class Progress:
-    """A line about the agents at work, streamed as reasoning content."""
+    """Something the agents did: `text` is the line streamed as reasoning content (empty for news too small to
+    print, such as a turn starting), `event` the same thing as data, for live views."""
 
     text: str
+    event: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -180,13 +182,14 @@ class Run:
     async def stream(self) -> AsyncIterator[Progress | Content]:
         """Progress lines while the agents work, then the final answer as the winner streams it."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        agents = [{"id": agent_id, "model": p.config.model} for agent_id, p in self.participants.items()]
+        yield Progress("", {"kind": "start", "at": 0.0, "preset": self.request.preset, "agents": agents})
         task = asyncio.create_task(self.coordinate(queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
-                line = describe_event(event, self.request.options.max_turns_per_agent)
-                if line:
-                    yield Progress(line)
+                line = describe_event(event, self.request.options.max_turns_per_agent) or ""
+                yield Progress(line, {**asdict(event), **self._spent()})
             await task
         finally:
             if not task.done():
@@ -194,6 +197,14 @@ class Run:
                 await asyncio.gather(task, return_exceptions=True)
         async for delta in self.final_answer_stream():
             yield Content(delta)
+
+    def _spent(self) -> dict[str, object]:
+        """Tokens and cost of the calls finished so far."""
+        calls = [c for p in self.participants.values() for c in p.calls]
+        return {
+            "tokens": sum(c.prompt_tokens + c.completion_tokens for c in calls),
+            "cost": sum(c.cost or 0.0 for c in calls),
+        }
 
     def record(self) -> RunRecord:
         assert self.outcome is not None

@@ -1,0 +1,144 @@
+"""The `massgen-litellm` command, run as users run it: a subprocess, on a pipe and on a real terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from massgen_litellm.cli import PROXY_CONFIG
+from tests.fake_llm import KEY, FakeLLM, answer_then_vote
+from tests.loopback import LoopbackServer
+
+README = Path(__file__).parent.parent / "README.md"
+SHIPPED = Path(__file__).parent.parent / "presets"
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A preset `team` of two scripted agents on a loopback server, and the environment that finds it."""
+    with LoopbackServer(FakeLLM(default=answer_then_vote("**Four.** Two and two make four."))) as server:
+        agents = [
+            {"model": f"openai/m{i}", "api_base": server.base_url, "api_key": KEY, "protocol": "tools"} for i in (1, 2)
+        ]
+        (tmp_path / "team.yaml").write_text(yaml.safe_dump({"agents": agents}))
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        yield {**env, "MASSGEN_PRESETS_DIR": str(tmp_path), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "massgen_litellm", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_proxy_config_is_the_readmes_and_names_the_handler() -> None:
+    done = cli("proxy-config")
+    assert done.returncode == 0 and done.stdout == PROXY_CONFIG
+    readme = README.read_text()
+    assert f"```yaml\n{PROXY_CONFIG}```" in readme
+    config = yaml.safe_load(done.stdout)
+    assert config["litellm_settings"]["custom_provider_map"] == [
+        {"provider": "massgen", "custom_handler": "massgen_litellm.handler"}
+    ]
+
+
+def test_check_shows_the_resolved_agents_without_keys(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "agents": [
+                    {"model": "openai/gpt-4.1-mini", "temperature": 0.2, "api_key": "sk-literal-secret-value"},
+                    {"model": "some/unknown-model", "api_key": "os.environ/MY_UNSET_KEY"},
+                ]
+            }
+        )
+    )
+    done = cli("check", str(path), env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
+    assert "agent1: openai/gpt-4.1-mini  protocol=tools  sampling: temperature=0.2  key: given" in done.stdout
+    assert "agent2: some/unknown-model  protocol=text" in done.stdout and "os.environ/MY_UNSET_KEY" in done.stdout
+    assert "MY_UNSET_KEY, which is not set" in done.stderr
+    assert "sk-literal-secret-value" not in done.stdout + done.stderr
+
+
+def test_check_names_what_is_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("agents:\n  - model: openai/x\n    temprature: 0.2\n")
+    done = cli("check", str(path))
+    assert done.returncode == 2
+    assert "agents[0].temprature: unknown key" in done.stderr
+
+
+def test_presets_lists_shipped_and_user_presets(team: dict[str, str]) -> None:
+    done = cli("presets", env=team)
+    names = [line.split()[0] for line in done.stdout.splitlines()]
+    assert {"build", "fast", "ensemble", "local", "team"} <= set(names)
+    assert "openai/m1, openai/m2" in done.stdout
+
+
+def test_ask_json_prints_the_answer_and_the_record(team: dict[str, str]) -> None:
+    done = cli("ask", "What is 2 + 2?", "--preset", "team", "--json", env=team)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["answer"] == "Final: **Four.** Two and two make four."
+    assert result["record"]["winner"] == "agent1"
+
+
+def test_ask_off_a_terminal_streams_plain_lines(team: dict[str, str]) -> None:
+    done = cli("ask", "What is 2 + 2?", "--preset", "team", "--stream", env=team)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Final: **Four.** Two and two make four."
+    assert "agent2 voted for agent1" in done.stderr and "[consensus: agent1 won" in done.stderr
+
+
+def test_ask_with_an_unknown_preset_is_one_line(team: dict[str, str]) -> None:
+    done = cli("ask", "hi", "--preset", "nope", env=team)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: massgen: unknown preset 'nope'") and "Traceback" not in done.stderr
+
+
+def test_ask_on_a_terminal_shows_the_live_view_then_markdown(team: dict[str, str]) -> None:
+    controller, terminal = pty.openpty()
+    env = {**team, "COLUMNS": "120", "LINES": "40", "TERM": "xterm-256color"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "massgen_litellm", "ask", "What is 2 + 2?", "--preset", "team"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+        close_fds=True,
+    )
+    os.close(terminal)
+    screen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the command has exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+        elif process.poll() is not None:
+            break
+    os.close(controller)
+    assert process.wait(10) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    # The panels: each agent with its model and state, the tally, then the answer rendered as Markdown.
+    for expected in ("agent1 · openai/m1", "agent2 · openai/m2", "voted", "votes agent1: 2", "tokens", "consensus"):
+        assert expected in text, expected
+    assert "Final: Four. Two and two make four." in text  # the Markdown bold markers are rendered, not printed
