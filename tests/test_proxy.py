@@ -103,6 +103,12 @@ def test_streaming_through_the_proxy(backend: FakeLLM, client: openai.OpenAI) ->
     assert chunks[-1].usage.total_tokens == backend.reported_usage()["total_tokens"]
     records = [(c.model_extra or {})["massgen"] for c in chunks if "massgen" in (c.model_extra or {})]
     assert len(records) == 1 and records[0]["winner"] == "agent1"
+    events = [(c.model_extra or {})["massgen_event"] for c in chunks if "massgen_event" in (c.model_extra or {})]
+    assert events[0]["kind"] == "start" and [a["model"] for a in events[0]["agents"]] == [
+        "openai/proxy-a",
+        "openai/proxy-b",
+    ]
+    assert events[-1]["kind"] == "done" and events[-1]["target"] == "agent1"
 
 
 def test_extra_body_models_replace_the_preset_agents(backend: FakeLLM, client: openai.OpenAI) -> None:
