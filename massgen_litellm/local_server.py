@@ -13,17 +13,13 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from .server_process import ServerProcess, free_port
 
 PREFIX = "local/"
 EXTRA = "pip install 'massgen-litellm[local]'"
@@ -65,60 +61,14 @@ def check(model: str) -> None:
     MODELS[name].path()
 
 
-class LocalServer:
-    """One llama.cpp server process for one model file."""
-
-    def __init__(self, model_path: Path, startup_timeout: float = 120.0) -> None:
-        self.model_path = model_path
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile(prefix="massgen-local-")  # noqa: SIM115 - kept for error messages
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> None:
-        self.port = _free_port()
-        command = [sys.executable, "-m", __name__, "--parent", str(os.getpid()), "--port", str(self.port)]
-        command += ["--model", str(self.model_path)]
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the local model server exited with {self.process.returncode}: {self.output()}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the local model server was not ready within {self.startup_timeout}s: {self.output()}")
-
-    def output(self, limit: int = 2000) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-limit:]
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+def _serve(model_path: Path) -> ServerProcess:
+    port = free_port()
+    command = [sys.executable, "-m", __name__, "--parent", str(os.getpid()), "--port", str(port)]
+    command += ["--model", str(model_path)]
+    return ServerProcess("the local model server", command, port, "/v1/models")
 
 
-_servers: dict[str, LocalServer] = {}
+_servers: dict[str, ServerProcess] = {}
 _lock = threading.Lock()
 
 
@@ -132,10 +82,10 @@ def endpoint(model: str) -> tuple[str, str]:
     with _lock:
         server = _servers.get(name)
         if server is None or not server.alive():
-            server = LocalServer(MODELS[name].path())
+            server = _serve(MODELS[name].path())
             server.start()
             _servers[name] = server
-    return f"openai/{name}", server.base_url
+    return f"openai/{name}", f"{server.base_url}/v1"
 
 
 @atexit.register
@@ -144,12 +94,6 @@ def stop_all() -> None:
         for server in _servers.values():
             server.stop()
         _servers.clear()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import litellm
 import pytest
@@ -125,18 +126,22 @@ async def test_litellm_num_retries_is_honoured_not_reimplemented(server: Loopbac
     assert len(server.fake.calls_of("flaky")) == response.massgen["agents"][0]["calls"] + 1
 
 
-async def test_a_presentation_stream_cut_before_any_content_falls_back_to_the_voted_answer(
-    server: LoopbackServer, registered: Path
-) -> None:
+async def stream_with_presentation(server: LoopbackServer, registered: Path, presentation: Reply) -> Any:
+    """A two-agent run, streamed, whose winner presents with `presentation`."""
+
     def winner(call: Call) -> Reply:
-        if call.is_presentation:
-            return Reply(content="Final: 4", cut_after=0)
-        return answer_then_vote("4")(call)
+        return presentation if call.is_presentation else answer_then_vote("4")(call)
 
     server.fake.script("a", winner)
     server.fake.script("b", answer_then_vote("4"))
     write_preset(registered, "team", [entry(server, "a"), entry(server, "b")])
-    stream = await litellm.acompletion(model="massgen/team", messages=QUESTION, stream=True)
+    return await litellm.acompletion(model="massgen/team", messages=QUESTION, stream=True)
+
+
+async def test_a_presentation_stream_cut_before_any_content_falls_back_to_the_voted_answer(
+    server: LoopbackServer, registered: Path
+) -> None:
+    stream = await stream_with_presentation(server, registered, Reply(content="Final: 4", cut_after=0))
     content = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert content == "4"
 
@@ -144,15 +149,8 @@ async def test_a_presentation_stream_cut_before_any_content_falls_back_to_the_vo
 async def test_a_presentation_stream_cut_half_way_ends_the_stream_with_an_error(
     server: LoopbackServer, registered: Path
 ) -> None:
-    def winner(call: Call) -> Reply:
-        if call.is_presentation:
-            return Reply(content="Final: four, because two and two make four.", cut_after=300)
-        return answer_then_vote("4")(call)
-
-    server.fake.script("a", winner)
-    server.fake.script("b", answer_then_vote("4"))
-    write_preset(registered, "team", [entry(server, "a"), entry(server, "b")])
-    stream = await litellm.acompletion(model="massgen/team", messages=QUESTION, stream=True)
+    long_reply = Reply(content="Final: four, because two and two make four.", cut_after=300)
+    stream = await stream_with_presentation(server, registered, long_reply)
     received = []
     with pytest.raises(Exception) as caught:  # which of its exceptions LiteLLM wraps ours in is not ours to say
         async for chunk in stream:
