@@ -1,5 +1,5 @@
-"""A key given in a preset, in `models` or in the environment never shows up in the record, the logs or the errors,
-even when a provider echoes it back in its error message."""
+"""A key given in a preset, in `models` or in the environment never shows up in the record, the logs, the errors or
+the record files, even when a provider echoes it back in its error message."""
 
 from __future__ import annotations
 
@@ -43,9 +43,12 @@ async def test_planted_keys_appear_nowhere(
     registered: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
     stream: bool,
 ) -> None:
     monkeypatch.setenv("MASSGEN_PLANTED_KEY", IN_ENV)
+    traces = tmp_path / "records"
+    monkeypatch.setenv("MASSGEN_LOG_DIR", str(traces))
     server.fake.script("good", answer_then_vote("4"))
     server.fake.script("refused", echo_key_401)
     base = {"api_base": server.base_url, "protocol": "tools", "num_retries": 0}
@@ -85,4 +88,6 @@ async def test_planted_keys_appear_nowhere(
         await litellm.acompletion(model="massgen/keys", messages=QUESTION, models=models[1:])
     assert "Incorrect API key provided" in str(caught.value)
     logs = "\n".join(f"{r.getMessage()} {r.args} {r.exc_text or ''}" for r in caplog.records)
-    assert leaks(*records, logs, str(caught.value), repr(caught.value)) == []
+    files = [path.read_text() for path in traces.iterdir()]
+    assert len(files) == 3  # the trace files: every run's record on disk, the failed run's too
+    assert leaks(*records, logs, *files, str(caught.value), repr(caught.value)) == []
