@@ -12,13 +12,15 @@ returns a `NewAnswer` or a `Vote`. Rules:
   cancelled call is still billed and its answer would be lost;
 * the run ends when every active agent holds a valid vote (consensus), when no agent can act any more
   (turn limit), when the wall clock runs out (timeout) or when every agent has failed;
-* the winner has the most valid votes, ties going to the agent listed first; with no votes at all, the most
-  recent answer wins, since its author had seen every answer before it.
+* the winner has the most valid votes, ties going to the agent listed first. With no valid votes at all, the
+  most recent answer written after seeing others' wins (its author had seen them); if every answer was written
+  alone, the one that agrees most with the others wins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +83,7 @@ class AnswerEntry:
     label: str  # agent1.2: agent1's second answer
     content: str
     at: float
+    informed: bool = False  # its author had seen another agent's answer
 
 
 @dataclass
@@ -222,7 +225,8 @@ class Coordinator:
                 return
             state.answers += 1
             label = f"{agent_id}.{state.answers}"
-            self._answers.append(AnswerEntry(agent_id, label, action.content, round(self._now(), 3)))
+            informed = any(other != agent_id for other in view.answers)
+            self._answers.append(AnswerEntry(agent_id, label, action.content, round(self._now(), 3), informed))
             self._latest[agent_id] = action.content
             self._version += 1
             for voter, vote in list(self._valid.items()):
@@ -285,8 +289,10 @@ class Coordinator:
         if any(tally.values()):
             # max() keeps the first of equals, and the tally is in agent order: ties go to the agent listed first.
             winner = max(tally, key=lambda agent_id: tally[agent_id])
+        elif any(answer.informed for answer in self._answers):
+            winner = next(a for a in reversed(self._answers) if a.informed).agent_id
         elif self._answers:
-            winner = self._answers[-1].agent_id
+            winner = _most_agreed(self._answers_in_agent_order())
         self._emit("done", None, target=winner, detail=end_reason)
         return Outcome(
             end_reason=end_reason,
@@ -308,3 +314,22 @@ async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
     finally:
         waiter.cancel()
     return bool(done)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _most_agreed(answers: Mapping[str, str]) -> str:
+    """The answer closest to all the others (mean word-set overlap), ties to the agent listed first.
+
+    Used only when nobody voted and every answer was written without seeing another: independent answers that
+    agree are likelier right than any one of them (self-consistency), and arrival order says nothing of quality.
+    """
+    words = {agent_id: set(_WORD.findall(text.lower())) for agent_id, text in answers.items()}
+
+    def agreement(agent_id: str) -> float:
+        mine = words[agent_id]
+        others = [theirs for other, theirs in words.items() if other != agent_id]
+        return sum(len(mine & theirs) / (len(mine | theirs) or 1) for theirs in others) / (len(others) or 1)
+
+    return max(answers, key=agreement)

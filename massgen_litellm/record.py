@@ -53,6 +53,7 @@ class AnswerInfo(BaseModel):
     agent_id: str
     content: str
     at: float
+    informed: bool = Field(False, description="Its author had seen another agent's answer.")
 
 
 class VoteInfo(BaseModel):

@@ -245,7 +245,8 @@ class Run:
             presented_by=self.presented_by,
             agents=agents,
             answers=[
-                AnswerInfo(label=a.label, agent_id=a.agent_id, content=a.content, at=a.at) for a in outcome.answers
+                AnswerInfo(label=a.label, agent_id=a.agent_id, content=a.content, at=a.at, informed=a.informed)
+                for a in outcome.answers
             ],
             votes=[
                 VoteInfo(

@@ -284,3 +284,19 @@ async def test_answers_are_shown_in_agent_order_not_arrival_order():
     )
     assert all(list(view.answers) == sorted(view.answers) for _, view in seen if view.answers)
     assert any(list(view.answers) == ["agent1", "agent2", "agent3"] for _, view in seen)
+
+
+async def test_with_no_votes_and_only_independent_answers_the_most_agreed_wins():
+    answers = {
+        "agent1": "Lyon, surely.",
+        "agent2": "The capital of France is Paris.",
+        "agent3": "Paris is the capital.",
+    }
+    outcome = await run(
+        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in answers.items()},
+        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
+        delays={"agent1": 0.02, "agent2": 0.0, "agent3": 0.01},  # agent1, the odd one out, answers last
+    )
+    assert outcome.end_reason == "turn_limit" and not any(outcome.tally.values())
+    assert outcome.winner == "agent2"  # agrees with agent3 as much as agent3 with it; listed first
+    assert not any(a.informed for a in outcome.answers)
