@@ -108,4 +108,5 @@ class LiveView:
             body.append(f"\n{agent.error}", style="red")
         title = f"[bold]{agent.id}[/] · {agent.model}"
         state = f"[{_STYLE.get(agent.state, 'white')}]{agent.state}[/] · turn {agent.turns}"
-        return Panel(body or Text("…", style="dim"), title=title, subtitle=state, border_style=_STYLE.get(agent.state))
+        border = _STYLE.get(agent.state, "white")
+        return Panel(body or Text("…", style="dim"), title=title, subtitle=state, border_style=border)

@@ -129,6 +129,7 @@ class Participant:
             turn=None if kind == "present" else self._turn,
             started_at=self._clock(),
             seconds=0.0,
+            cost=None,
         )
         self.calls.append(call)
         began = time.monotonic()

@@ -9,6 +9,7 @@ loop (a notebook), where `asyncio.run` is refused.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -44,7 +45,7 @@ def iterate(agen: AsyncIterator[T]) -> Iterator[T]:
     loop = _portal_loop()
     try:
         while True:
-            future = asyncio.run_coroutine_threadsafe(agen.__anext__(), loop)  # type: ignore[arg-type]
+            future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(agen.__anext__(), loop)  # type: ignore[arg-type]
             try:
                 item = future.result()
             except StopAsyncIteration:

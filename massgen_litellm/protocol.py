@@ -161,14 +161,11 @@ def parse_reply(content: str | None, tool_calls: Sequence[Mapping[str, Any]], vi
     if not text:
         return Malformed("the reply was empty")
     lines = text.split("\n")
-    if view.can_answer:
-        # The reply could be an answer, which may mention a vote anywhere: only a first line votes.
-        votes = [(0, _VOTE_LINE.match(lines[0]))]
-    else:
-        # A vote is all the agent may give, so its vote line counts wherever it is: small models often write
-        # something before it. Their own reply only; other agents' answers are never parsed for votes.
-        votes = [(i, m) for i, line in enumerate(lines) if (m := _VOTE_LINE.match(line))]
-    votes = [(i, m) for i, m in votes if m]
+    # The reply could be an answer, which may mention a vote anywhere: only a first line votes. But when a vote is
+    # all the agent may give, its vote line counts wherever it is: small models often write something before it.
+    # Their own reply only; other agents' answers are never parsed for votes.
+    candidates = lines[:1] if view.can_answer else lines
+    votes = [(i, m) for i, line in enumerate(candidates) if (m := _VOTE_LINE.match(line))]
     targets = {m.group(1).lower() for _, m in votes}
     if len(targets) > 1:
         return Malformed(f"the reply votes for several agents ({', '.join(sorted(targets))}); vote for one")

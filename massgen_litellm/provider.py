@@ -41,7 +41,7 @@ class MassGenLLM(CustomLLM):
         litellm_params = kwargs.get("litellm_params") or {}
         return Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
 
-    async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
         run = self._start(model, messages, kwargs)
         try:
             await run.coordinate()
@@ -51,7 +51,7 @@ class MassGenLLM(CustomLLM):
         assert record is not None
         return _completion(kwargs.get("model_response") or ModelResponse(), run, record, content)
 
-    def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
         return portal.call(self.acompletion(model, messages, *args, **kwargs))
 
     async def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
@@ -71,12 +71,12 @@ class MassGenLLM(CustomLLM):
         # (with its attributes) and reports its usage as the stream's, where it rebuilds the finish chunk itself and
         # would drop both.
         closing = _chunk(run, Delta())
-        closing.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
+        closing.usage = Usage(**record.usage.model_dump())
         setattr(closing, RECORD_FIELD, record.model_dump(mode="json"))
         yield closing
         yield _chunk(run, Delta(), finish_reason="stop")
 
-    def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+    def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
         return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
 
 
@@ -108,7 +108,7 @@ def _finish(run: Run) -> RunRecord | None:
 
 def _completion(response: ModelResponse, run: Run, record: RunRecord, content: str) -> ModelResponse:
     response.model = run.model
-    response.choices[0].message.content = content  # type: ignore[union-attr]
+    response.choices[0].message.content = content
     response.choices[0].finish_reason = "stop"
     response.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
     # LiteLLM prices a response by this field when it is set, so the run's cost is what its users and the proxy's
