@@ -183,6 +183,7 @@ def _agents_table(record: RunRecord) -> str:
 
 def _answers(record: RunRecord) -> str:
     return "".join(
-        f"<h3>{escape(a.label)} <small>({escape(a.agent_id)}, {a.at:.2f}s)</small></h3><pre>{escape(a.content)}</pre>"
+        f"<h3>{escape(a.label)} <small>({escape(a.agent_id)}, {a.at:.2f}s, "
+        f"{'after seeing others' if a.informed else 'written alone'})</small></h3><pre>{escape(a.content)}</pre>"
         for a in record.answers
     )

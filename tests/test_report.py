@@ -48,6 +48,7 @@ async def test_the_page_holds_the_whole_run_and_only_escaped_agent_text(record: 
     page = render(record)
     assert "Winner: agent1" in page
     assert all(a.label in page for a in record.answers) and any(v.voided for v in record.votes)
+    assert "written alone" in page and "after seeing others" in page  # agent2's refinement saw agent1's answer
     assert "overloaded" in page  # the failed agent's error
     assert "<script" not in page and "&lt;script&gt;" in page
     assert not re.search(r"""(src|href)=["']?https?:""", page)  # nothing to fetch: the URL is only escaped text
