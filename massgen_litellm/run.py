@@ -77,7 +77,8 @@ class Run:
         limits = Limits(options.max_answers_per_agent, options.max_turns_per_agent, options.run_timeout)
 
         def observe(event: Event) -> None:
-            logger.debug("massgen run %s at %.3fs: %s %s", self.run_id, event.at, event.kind, _event_summary(event))
+            if logger.isEnabledFor(logging.DEBUG):  # the summary reflows answer text: only pay for it when wanted
+                logger.debug("massgen run %s at %.3fs: %s %s", self.run_id, event.at, event.kind, _event_summary(event))
             if on_event is not None:
                 on_event(event)
 
