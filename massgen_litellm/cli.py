@@ -75,33 +75,27 @@ def _presets() -> int:
 
 
 def _check(path: Path) -> int:
-    from . import local_server
+    from .config import ENV_KEY_PREFIX
     from .errors import MassGenInputError
     from .participant import pick_protocol
     from .presets import load_preset_file
+    from .request import agent_problems
 
     try:
         preset = load_preset_file(path)
     except MassGenInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    problems = []
     print(f"{path}: valid. {preset.description}".rstrip())
     print("options: " + ", ".join(f"{k}={v}" for k, v in preset.options().model_dump().items()))
     for index, agent in enumerate(preset.agents, start=1):
         key = "none (from the environment)" if agent.api_key is None else "given"
         raw = agent.api_key.get_secret_value() if agent.api_key else ""
-        if raw.startswith("os.environ/"):
+        if raw.startswith(ENV_KEY_PREFIX):
             key = raw  # the variable's name, never a value
-        try:
-            agent.resolved_api_key()
-            if local_server.is_local(agent.model):
-                local_server.check(agent.model)
-        except LookupError as exc:
-            problems.append(f"agent{index} ({agent.model}): {exc}")
         sampling = ", ".join(f"{k}={v}" for k, v in agent.sampling().items()) or "defaults"
         print(f"  agent{index}: {agent.model}  protocol={pick_protocol(agent)}  sampling: {sampling}  key: {key}")
-    for problem in problems:
+    for problem in agent_problems(preset.agents):
         print(f"warning: {problem}", file=sys.stderr)
     return 0
 

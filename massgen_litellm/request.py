@@ -120,15 +120,23 @@ def parse_models(models: Any) -> list[AgentConfig]:
     return agents
 
 
-def _check_agents(agents: Sequence[AgentConfig]) -> None:
+def agent_problems(agents: Sequence[AgentConfig]) -> list[str]:
     """What would make an agent fail on its first call, found before the run: a missing key, a missing extra."""
+    problems = []
     for index, agent in enumerate(agents):
         try:
             agent.resolved_api_key()
             if local_server.is_local(agent.model):
                 local_server.check(agent.model)
         except LookupError as exc:
-            raise MassGenInputError(f"agent {index + 1} ({agent.model}): {exc}") from None
+            problems.append(f"agent {index + 1} ({agent.model}): {exc}")
+    return problems
+
+
+def _check_agents(agents: Sequence[AgentConfig]) -> None:
+    problems = agent_problems(agents)
+    if problems:
+        raise MassGenInputError(problems[0])
 
 
 def _check_messages(messages: Any) -> list[Message]:
