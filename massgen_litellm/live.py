@@ -15,6 +15,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .run import shorten
+
 _PREVIEW = 220
 _STYLE = {"working": "yellow", "answered": "cyan", "voted": "green", "failed": "red", "done": "dim"}
 
@@ -99,9 +101,8 @@ class LiveView:
     def _panel(self, agent: AgentView) -> Panel:
         body = Text()
         if agent.answer:
-            answer = " ".join(agent.answer.split())
             body.append(f"{agent.label}: ", style="bold")
-            body.append(answer if len(answer) <= _PREVIEW else answer[: _PREVIEW - 1] + "…")
+            body.append(shorten(agent.answer, _PREVIEW))
         if agent.vote:
             body.append(f"\nvote → {agent.vote}", style="green")
         if agent.error:

@@ -277,9 +277,7 @@ def describe_event(event: Event, max_turns: int) -> str | None:
     """One human line per event; turn starts are left out, they carry no news."""
     who = event.agent_id
     if event.kind == "answer":
-        text = " ".join(event.detail.split())
-        preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
-        return f"{who} answered ({event.target}): {preview}\n"
+        return f"{who} answered ({event.target}): {shorten(event.detail, _PREVIEW)}\n"
     if event.kind == "vote":
         return f"{who} voted for {event.target}: {event.detail or '(no reason)'}\n"
     if event.kind == "void":
@@ -300,7 +298,12 @@ def describe_event(event: Event, max_turns: int) -> str | None:
     return None
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _event_summary(event: Event) -> str:
-    detail = " ".join(event.detail.split())
-    detail = detail if len(detail) <= 80 else detail[:79] + "…"
+    detail = shorten(event.detail, 80)
     return " ".join(part for part in (event.agent_id or "", event.target or "", detail) if part)
