@@ -6,37 +6,55 @@ setting that silently does nothing.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator
 
 MAX_AGENTS = 32
-
-# Sampling parameters an agent may set for itself and a request may set for all agents.
-SAMPLING_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "reasoning_effort", "seed")
+# Far above any model's output limit; a bound so that no request can ask a provider for an absurd reply.
+MAX_REPLY_TOKENS = 1_000_000
 
 ENV_KEY_PREFIX = "os.environ/"
 
+# How an agent answers and votes: by calling tools, or in plain text (for models without function calling).
+Protocol = Literal["tools", "text"]
 
-class AgentConfig(BaseModel):
-    """One participant: a LiteLLM model string plus what LiteLLM needs to call it."""
+
+class Sampling(BaseModel):
+    """How a model samples: set per agent, or on the outer call for every agent that does not set its own.
+
+    Types and ranges are checked here, before any call, so that `temperature: "hot"` or `max_tokens: -1` is a 400
+    naming the field rather than a provider error (or worse, a value some provider silently accepts).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field(min_length=1, max_length=512, description="Any LiteLLM model string.")
-    system_message: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)
-    reasoning_effort: str | None = None
-    seed: int | None = None
+    max_tokens: StrictInt | None = Field(None, gt=0, le=MAX_REPLY_TOKENS)
+    max_completion_tokens: StrictInt | None = Field(None, gt=0, le=MAX_REPLY_TOKENS)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    seed: StrictInt | None = Field(None, ge=-(2**63), lt=2**63)
+
+    def sampling(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in SAMPLING_PARAMS if getattr(self, name) is not None}
+
+
+SAMPLING_PARAMS = tuple(Sampling.model_fields)
+
+
+class AgentConfig(Sampling):
+    """One participant: a LiteLLM model string plus what LiteLLM needs to call it."""
+
+    model: str = Field(min_length=1, max_length=512, description="Any LiteLLM model string.")
+    system_message: str | None = Field(None, max_length=100_000)
     api_base: str | None = None
     # SecretStr keeps a literal key out of reprs, dumps and error messages.
     api_key: SecretStr | None = None
     num_retries: int | None = Field(None, ge=0, le=10)
-    protocol: Literal["tools", "text"] | None = Field(
+    protocol: Protocol | None = Field(
         None, description="How the agent answers and votes; default: tools when LiteLLM says the model can call them."
     )
 
@@ -60,25 +78,71 @@ class AgentConfig(BaseModel):
             raise LookupError(f"api_key names the environment variable {name}, which is not set")
         return value
 
-    def sampling(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in SAMPLING_PARAMS if getattr(self, name) is not None}
+
+FinalStrategy = Literal["present", "winner_answer"]
 
 
 class RunOptions(BaseModel):
-    """The limits and the ending of a run: set by a preset, overridable per request."""
+    """The limits and the ending of a run: set by a preset, overridable per request (a proxy client may only
+    tighten them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_answers_per_agent: int = Field(2, ge=1, le=20, description="After this many answers an agent may only vote.")
     max_turns_per_agent: int = Field(6, ge=1, le=50, description="Turns (answers, votes, failed turns) per agent.")
-    run_timeout: float = Field(300.0, gt=0, le=86_400, description="Wall-clock seconds for the whole coordination.")
+    run_timeout: float = Field(300.0, gt=0, le=86_400, description="Wall-clock seconds for the whole run.")
     call_timeout: float = Field(120.0, gt=0, le=86_400, description="Seconds for one participant call.")
-    final: Literal["present", "winner_answer"] = Field(
+    final: FinalStrategy = Field(
         "present", description="present: the winner writes the final reply; winner_answer: its answer verbatim."
+    )
+    max_calls: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="Upstream requests per run: every participant call counts 1 + its num_retries, "
+        "corrections and the presentation included.",
+    )
+    max_run_tokens: int = Field(
+        1_000_000, ge=1, le=100_000_000, description="Tokens (prompt + completion, as reported) per run."
+    )
+    max_answer_chars: int = Field(
+        40_000, ge=100, le=10_000_000, description="A reply longer than this is cut to it, streamed ones too."
     )
 
 
 RUN_OPTION_NAMES = tuple(RunOptions.model_fields)
+# Options where a smaller value is the tighter limit; a proxy client may lower them, never raise them.
+LIMIT_OPTIONS = tuple(name for name in RUN_OPTION_NAMES if name != "final")
+
+# Agent fields that choose a host, a credential or more upstream requests: a proxy client may set them only where a
+# preset's `clients.agent_fields` names them.
+SERVER_SIDE_AGENT_FIELDS = ("api_base", "api_key", "num_retries")
+AGENT_FIELDS = tuple(name for name in AgentConfig.model_fields if name != "model")
+AgentField = Literal[AGENT_FIELDS]  # type: ignore[valid-type]
+
+
+class ClientPolicy(BaseModel):
+    """What a request arriving through a LiteLLM proxy may choose, for one preset.
+
+    Only a preset (a file on the server) sets this: the request itself is what it constrains.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: list[str] = Field(
+        default_factory=list,
+        description="Patterns (fnmatch) of the model strings a request's `models` may name; empty: the request may "
+        "not replace the agents. `massgen/` models are never allowed: a nested run would escape this run's caps.",
+    )
+    agent_fields: list[AgentField] = Field(
+        default_factory=lambda: [f for f in AGENT_FIELDS if f not in SERVER_SIDE_AGENT_FIELDS],
+        description="Agent fields a request's `models` entries may set besides `model`.",
+    )
+
+    def allows_model(self, model: str) -> bool:
+        if model.startswith("massgen/"):
+            return False
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
 
 class Preset(RunOptions):
@@ -86,6 +150,7 @@ class Preset(RunOptions):
 
     description: str = ""
     agents: list[AgentConfig] = Field(min_length=1, max_length=MAX_AGENTS)
+    clients: ClientPolicy = Field(default_factory=ClientPolicy)
 
     def options(self) -> RunOptions:
         return RunOptions.model_validate({name: getattr(self, name) for name in RUN_OPTION_NAMES})

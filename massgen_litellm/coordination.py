@@ -11,7 +11,8 @@ returns a `NewAnswer` or a `Vote`. Rules:
   (the agent goes again at once), a new answer always stands. In-flight calls are never cancelled, because a
   cancelled call is still billed and its answer would be lost;
 * the run ends when every active agent holds a valid vote (consensus), when no agent can act any more
-  (turn limit), when the wall clock runs out (timeout) or when every agent has failed;
+  (turn limit, or budget when the run's caps stopped some), when the wall clock runs out (timeout) or when every
+  agent has failed;
 * the winner has the most valid votes, ties going to the agent listed first. With no valid votes at all, the
   most recent answer written after seeing others' wins (its author had seen them); if every answer was written
   alone, the one that agrees most with the others wins.
@@ -63,6 +64,11 @@ class AgentFailed(Exception):
     """The agent cannot go on (its model call failed); the message is the cause, as the record shows it."""
 
 
+class OutOfBudget(Exception):
+    """The agent may not make another call: the run's caps on calls, tokens or time are spent. It stops as if it had
+    run out of turns, keeping its answers and its vote."""
+
+
 EventKind = Literal["turn", "answer", "vote", "void", "turn_failed", "agent_failed", "done"]
 
 
@@ -105,9 +111,10 @@ class AgentState:
     busy: float = 0.0  # seconds spent inside turns
     status: Literal["working", "voted", "exhausted", "failed", "stopped"] = "working"
     error: str | None = None
+    out_of_budget: bool = False  # exhausted by the run's caps rather than by its own turn limit
 
 
-EndReason = Literal["consensus", "turn_limit", "timeout", "all_failed"]
+EndReason = Literal["consensus", "turn_limit", "budget", "timeout", "all_failed"]
 
 
 @dataclass
@@ -202,6 +209,14 @@ class Coordinator:
                     state.failed_turns += 1
                     self._emit("turn_failed", agent_id, detail=str(exc))
                     continue
+                except OutOfBudget as exc:
+                    state.status = "exhausted"
+                    state.out_of_budget = True
+                    state.error = str(exc)
+                    self._emit("turn_failed", agent_id, detail=str(exc))
+                    self._notify()
+                    self._check_settled()
+                    return
                 finally:
                     state.busy += time.monotonic() - began
                 self._apply(agent_id, view, action)
@@ -279,6 +294,8 @@ class Coordinator:
             return "all_failed"
         if all(status in ("voted", "failed") for status in statuses):
             return "consensus"
+        if any(state.out_of_budget for state in self._agents.values()):
+            return "budget"
         return "turn_limit"
 
     def _outcome(self, end_reason: EndReason) -> Outcome:

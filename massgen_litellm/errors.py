@@ -1,4 +1,10 @@
-"""Errors as LiteLLM users already catch them: every bad input is a `litellm.BadRequestError` (HTTP 400)."""
+"""Errors as LiteLLM users already catch them: every bad input is a `litellm.BadRequestError` (HTTP 400), a run
+without an answer a 502 (`litellm.APIError`) or a 408 (`litellm.Timeout`). Every one is built here.
+
+Each carries `num_retries=0`: LiteLLM's router (the proxy) reads that attribute off a failed call to decide how
+often to try again, and a coordination must never be re-run whole because it failed: it has already retried what
+was worth retrying, call by call, within its caps.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,23 @@ class MassGenInputError(ValueError):
 
 
 def bad_request(message: str, model: str = "") -> litellm.BadRequestError:
-    return litellm.BadRequestError(message=f"massgen: {message}", model=model, llm_provider=PROVIDER)
+    return litellm.BadRequestError(message=f"massgen: {message}", model=model, llm_provider=PROVIDER, num_retries=0)
+
+
+def no_answer(message: str, model: str) -> litellm.APIError:
+    """The run ended without an answer to give, or lost the one it was giving (HTTP 502)."""
+    return litellm.APIError(
+        status_code=502, message=f"massgen: {message}", llm_provider=PROVIDER, model=model, num_retries=0
+    )
+
+
+def run_timed_out(run_timeout: float, model: str) -> litellm.Timeout:
+    return litellm.Timeout(
+        message=f"massgen: no agent answered within run_timeout={run_timeout}s",
+        model=model,
+        llm_provider=PROVIDER,
+        num_retries=0,
+    )
 
 
 def describe_validation_error(error: ValidationError, shape: type[BaseModel], where: str) -> str:
@@ -59,12 +81,7 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
 
 def all_agents_failed(failures: Mapping[str, str], model: str) -> litellm.APIError:
     causes = "; ".join(f"{agent}: {cause}" for agent, cause in failures.items())
-    return litellm.APIError(
-        status_code=502,
-        message=f"massgen: every participant failed, so there is no answer. {causes}",
-        llm_provider=PROVIDER,
-        model=model,
-    )
+    return no_answer(f"every participant failed, so there is no answer. {causes}", model)
 
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)

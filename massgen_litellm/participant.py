@@ -15,10 +15,11 @@ from typing import Any
 import litellm
 
 from . import local_server
-from .config import AgentConfig
-from .coordination import Action, AgentFailed, TurnFailed, View
+from .budget import Budget
+from .config import AgentConfig, Protocol
+from .coordination import Action, AgentFailed, NewAnswer, TurnFailed, View
 from .errors import redact
-from .protocol import Malformed, Message, Protocol, correction_messages, parse_reply, tool_schemas, turn_messages
+from .protocol import Malformed, Message, correction_messages, parse_reply, tool_schemas, turn_messages
 from .record import CallInfo, CallKind
 
 
@@ -44,6 +45,9 @@ class Participant:
         call_timeout: float,
         metadata: Mapping[str, Any],
         clock: Callable[[], float],
+        budget: Budget,
+        max_answer_chars: int,
+        note: Callable[[str], None],
     ) -> None:
         self.agent_id = agent_id
         self.config = config
@@ -51,6 +55,9 @@ class Participant:
         self.n_agents = n_agents
         self.conversation = conversation
         self.call_timeout = call_timeout
+        self.budget = budget
+        self.max_answer_chars = max_answer_chars
+        self._note = note
         self.metadata = dict(metadata)
         self.calls: list[CallInfo] = []
         self._clock = clock
@@ -76,42 +83,88 @@ class Participant:
         reply = await self._call(messages, "turn", tools)
         parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view)
         if isinstance(parsed, Malformed):
-            messages = [*messages, *correction_messages(reply, parsed.problem)]
+            messages = [*messages, *correction_messages(self._cut_reply(reply), parsed.problem)]
             reply = await self._call(messages, "retry", tools)
             parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view)
             if isinstance(parsed, Malformed):
                 raise TurnFailed(parsed.problem)
+        if isinstance(parsed, NewAnswer) and len(parsed.content) > self.max_answer_chars:
+            return NewAnswer(self._cut(parsed.content))
         return parsed
 
     async def present(self, messages: list[Message]) -> str:
         reply = await self._call(messages, "present", None)
-        return reply.get("content") or ""
+        text = reply.get("content") or ""
+        return self._cut(text) if len(text) > self.max_answer_chars else text
 
     async def present_stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        """The winner's own stream, passed through delta by delta."""
+        """The winner's own stream, passed through delta by delta, within the call's deadline and the size cap."""
+        timeout = self._reserve("present")
+        deadline = time.monotonic() + timeout
         with self._recorded("present") as call:
+            stream = None
             try:
                 await self._connect()
-                stream = await litellm.acompletion(
-                    **self._call_kwargs(messages, "present", None), stream=True, stream_options={"include_usage": True}
+                stream = await asyncio.wait_for(
+                    litellm.acompletion(
+                        **self._call_kwargs(messages, "present", None, timeout),
+                        stream=True,
+                        stream_options={"include_usage": True},
+                    ),
+                    timeout,
                 )
-                async for chunk in stream:
+                chunks = stream.__aiter__()
+                room = self.max_answer_chars
+                while room > 0:
+                    try:
+                        chunk = await asyncio.wait_for(chunks.__anext__(), deadline - time.monotonic())
+                    except StopAsyncIteration:
+                        break
                     if getattr(chunk, "usage", None):
                         _count(call, chunk.usage)
                         call.cost = self._stream_cost(call.prompt_tokens, call.completion_tokens)
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    text = chunk.choices[0].delta.content if chunk.choices else None
+                    if text:
+                        room -= len(text)
+                        yield text[: len(text) + room] if room < 0 else text
+                if room <= 0:
+                    self._note(f"{self.agent_id}'s presentation was cut at max_answer_chars={self.max_answer_chars}")
+            except asyncio.TimeoutError:
+                raise AgentFailed(f"Timeout: the presentation did not finish within {timeout:.0f}s") from None
             except Exception as exc:
                 raise AgentFailed(self._describe(exc)) from exc
+            finally:
+                if stream is not None and hasattr(stream, "aclose"):
+                    await stream.aclose()  # a stream left unread would keep its connection open
+                self.budget.spend(call.prompt_tokens + call.completion_tokens)
+
+    def _reserve(self, kind: CallKind) -> float:
+        """Take this call's requests from the run's budget; the call's timeout, never past the run's deadline."""
+        self.budget.take(1 + (self.config.num_retries or 0), presentation=kind == "present")
+        return min(self.call_timeout, self.budget.seconds_left())
+
+    def _cut(self, text: str) -> str:
+        self._note(f"a reply of {self.agent_id} was cut from {len(text)} to max_answer_chars={self.max_answer_chars}")
+        return text[: self.max_answer_chars] + f"\n[cut at {self.max_answer_chars} characters]"
+
+    def _cut_reply(self, reply: Message) -> Message:
+        """An unusable reply as it is echoed back with its correction, with no more text than an answer may have."""
+        limit = self.max_answer_chars
+        content = reply.get("content")
+        calls = [
+            {**c, "function": {**c["function"], "arguments": (c["function"].get("arguments") or "")[:limit]}}
+            for c in reply.get("tool_calls") or []
+        ]
+        return {**reply, "content": content[:limit] if isinstance(content, str) else content, "tool_calls": calls}
 
     def _call_kwargs(
-        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
+        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None, timeout: float
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             **self._params,
             "model": self._model,
             "messages": messages,
-            "timeout": self.call_timeout,
+            "timeout": timeout,
             "metadata": {**self.metadata, "massgen_agent_id": self.agent_id, "massgen_call": kind},
         }
         if kind != "present":
@@ -147,19 +200,22 @@ class Participant:
     async def _call(
         self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
     ) -> dict[str, Any]:
+        timeout = self._reserve(kind)
         with self._recorded(kind) as call:
             try:
                 await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
                 response = await asyncio.wait_for(
-                    litellm.acompletion(**self._call_kwargs(messages, kind, tools)), self.call_timeout
+                    litellm.acompletion(**self._call_kwargs(messages, kind, tools, timeout)), timeout
                 )
             except asyncio.TimeoutError:
-                raise AgentFailed(f"Timeout: no reply within call_timeout={self.call_timeout}s") from None
+                why = f"call_timeout={self.call_timeout}s" if timeout == self.call_timeout else "the run's run_timeout"
+                raise AgentFailed(f"Timeout: no reply within {why}") from None
             except Exception as exc:
                 raise AgentFailed(self._describe(exc)) from exc
             _count(call, getattr(response, "usage", None))
+            self.budget.spend(call.prompt_tokens + call.completion_tokens)
             call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
             if not response.choices:
                 raise AgentFailed(f"{self.config.model} returned a response with no choices")

@@ -68,26 +68,28 @@ class PresetStore:
 
 
 def load_preset_file(path: Path) -> Preset:
+    # Messages name the file, not its path: they reach proxy clients, who have no business knowing server paths.
+    name = path.name
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MassGenInputError(f"preset file {path} cannot be read: {exc.strerror or exc}") from None
+        raise MassGenInputError(f"preset file {name} cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise MassGenInputError(f"preset file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise MassGenInputError(f"preset file {name} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise MassGenInputError(f"preset file {path} is not valid YAML{where}: {problem}") from None
+        raise MassGenInputError(f"preset file {name} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise MassGenInputError(
-            f"preset file {path} must be a YAML mapping with an 'agents' list, not {type(data).__name__}"
+            f"preset file {name} must be a YAML mapping with an 'agents' list, not {type(data).__name__}"
         )
     try:
         return Preset.model_validate(data)
     except ValidationError as exc:
         raise MassGenInputError(
-            f"preset file {path} is invalid: {describe_validation_error(exc, Preset, 'preset')}"
+            f"preset file {name} is invalid: {describe_validation_error(exc, Preset, 'preset')}"
         ) from None

@@ -13,11 +13,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from .config import Protocol
 from .coordination import Action, NewAnswer, View, Vote
 
-Protocol = Literal["tools", "text"]
 Message = dict[str, Any]
 
 _VOTE_LINE = re.compile(r"^[\s*_#>`]*vote[\s*_`]*:[\s*_`]*(agent\d+)\b[\s*_`.]*(.*)$", re.IGNORECASE)

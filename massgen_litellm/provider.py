@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from litellm import CustomLLM
@@ -32,13 +32,18 @@ class MassGenLLM(CustomLLM):
 
     def _start(self, model: str, messages: list[Any], kwargs: dict[str, Any]) -> Run:
         preset = model.removeprefix(f"{PROVIDER}/")
+        litellm_params = kwargs.get("litellm_params") or {}
         try:
             request = build_request(
-                preset, messages, kwargs.get("optional_params") or {}, self.presets, kwargs.get("timeout")
+                preset,
+                messages,
+                kwargs.get("optional_params") or {},
+                self.presets,
+                kwargs.get("timeout"),
+                trusted=not from_proxy(litellm_params),
             )
         except MassGenInputError as exc:
             raise bad_request(str(exc), model=f"{PROVIDER}/{preset}") from None
-        litellm_params = kwargs.get("litellm_params") or {}
         return Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
 
     async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
@@ -78,6 +83,12 @@ class MassGenLLM(CustomLLM):
 
     def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
         return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
+
+
+def from_proxy(litellm_params: Mapping[str, Any]) -> bool:
+    """Whether the call came through a LiteLLM proxy: the proxy stamps every request it forwards with the HTTP request
+    it came in on, and a client cannot remove that stamp. Such a request is untrusted (see request.py)."""
+    return bool(litellm_params.get("proxy_server_request"))
 
 
 def _finish(run: Run) -> RunRecord | None:

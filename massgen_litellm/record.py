@@ -13,6 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .config import FinalStrategy, Protocol, RunOptions
+from .coordination import EndReason
+
 LOG_DIR_ENV = "MASSGEN_LOG_DIR"
 
 CallKind = Literal["turn", "retry", "present"]
@@ -35,7 +38,7 @@ class CallInfo(BaseModel):
 class AgentInfo(BaseModel):
     id: str
     model: str
-    protocol: Literal["tools", "text"]
+    protocol: Protocol
     status: str
     turns: int
     answers: int
@@ -76,10 +79,10 @@ class RunRecord(BaseModel):
     preset: str
     started_at: str = Field(description="UTC, ISO 8601.")
     duration_seconds: float
-    end_reason: Literal["consensus", "turn_limit", "timeout", "all_failed"]
+    end_reason: EndReason
     winner: str | None
     tally: dict[str, int]
-    final: Literal["present", "winner_answer"]
+    final: FinalStrategy
     presented_by: str | None = Field(None, description="The agent that wrote the final reply; None if verbatim.")
     agents: list[AgentInfo]
     answers: list[AnswerInfo]
@@ -90,6 +93,9 @@ class RunRecord(BaseModel):
     unpriced_calls: int = Field(0, description="Calls LiteLLM knew no price for, left out of `cost`.")
     ignored_params: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    trusted: bool = Field(True, description="False: the request came through a proxy, under the preset's client rules.")
+    options: RunOptions | None = Field(None, description="The limits the run ran under.")
+    requests_reserved: int = Field(0, description="Upstream requests taken from max_calls (1 + num_retries a call).")
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the record as `<UTC time>-<run id>.json`, atomically: a reader never sees half a file."""

@@ -2,6 +2,12 @@
 
 A request reaches us in three shapes, all accepted: `optional_params={"models": [...]}` (the seed's quickstart),
 a plain keyword `models=[...]`, and `extra_body={"models": [...]}` from an OpenAI client through the proxy.
+
+Who may set what: code calling the library in its own process is trusted, and may set every field. A request that
+arrived through a LiteLLM proxy is not: it may choose participant models only from the preset's `clients.models`,
+agent fields only from `clients.agent_fields` (never a host, a key or retries unless the operator names them), run
+limits only tighter than the preset's, and never an `os.environ/` key, a `massgen/` participant or more work than
+the preset's caps.
 """
 
 from __future__ import annotations
@@ -14,7 +20,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import local_server
-from .config import MAX_AGENTS, RUN_OPTION_NAMES, SAMPLING_PARAMS, AgentConfig, RunOptions
+from .config import (
+    AGENT_FIELDS,
+    ENV_KEY_PREFIX,
+    LIMIT_OPTIONS,
+    MAX_AGENTS,
+    RUN_OPTION_NAMES,
+    SAMPLING_PARAMS,
+    AgentConfig,
+    ClientPolicy,
+    Preset,
+    RunOptions,
+    Sampling,
+)
 from .errors import MassGenInputError, describe_validation_error
 from .presets import PresetStore
 from .protocol import Message
@@ -33,6 +51,8 @@ _UNSUPPORTED = {
     "function_call": "function_call is not supported: the agents' tools are the coordination's own",
 }
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# A rough, cheap token count (no tokenizer on the hot path): enough to refuse a conversation that could not fit.
+_CHARS_PER_TOKEN = 4
 
 
 @dataclass
@@ -43,6 +63,7 @@ class RunRequest:
     conversation: list[Message]
     sampling: dict[str, Any]
     ignored_params: list[str] = field(default_factory=list)
+    trusted: bool = True
 
 
 def build_request(
@@ -51,6 +72,8 @@ def build_request(
     optional_params: Mapping[str, Any],
     store: PresetStore,
     outer_timeout: float | None = None,
+    *,
+    trusted: bool = True,
 ) -> RunRequest:
     conversation = _check_messages(messages)
     preset = store.load(preset_name)
@@ -62,10 +85,17 @@ def build_request(
     if params.get("n") not in (None, 1):
         raise MassGenInputError("n must be 1: a coordination run produces one voted answer")
 
-    agents = parse_models(params["models"]) if params.get("models") is not None else list(preset.agents)
-    _check_agents(agents)
+    if params.get("models") is None:
+        agents = list(preset.agents)
+    else:
+        if not trusted:
+            _check_client_models(params["models"], preset_name, preset.clients)
+        agents = parse_models(params["models"])
+    _check_agents(agents, trusted)
 
     overrides = {name: params[name] for name in RUN_OPTION_NAMES if params.get(name) is not None}
+    if not trusted:
+        _check_client_limits(overrides, preset)
     try:
         options = RunOptions.model_validate({**preset.options().model_dump(), **overrides})
     except ValidationError as exc:
@@ -74,12 +104,17 @@ def build_request(
         # The caller's own timeout bounds the whole call, so the run must end (and answer) before it does.
         options = options.model_copy(update={"run_timeout": float(outer_timeout)})
 
-    sampling = {name: params[name] for name in SAMPLING_PARAMS if params.get(name) is not None}
+    try:
+        sampling = Sampling.model_validate({n: params[n] for n in SAMPLING_PARAMS if params.get(n) is not None})
+    except ValidationError as exc:
+        raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
+    _check_size(conversation, agents, options)
+
     known = {"models", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_UNSUPPORTED}
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
-    return RunRequest(preset_name, agents, options, conversation, sampling, ignored)
+    return RunRequest(preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted)
 
 
 def _merge_params(optional_params: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,8 +155,73 @@ def parse_models(models: Any) -> list[AgentConfig]:
     return agents
 
 
-def agent_problems(agents: Sequence[AgentConfig]) -> list[str]:
-    """What would make an agent fail on its first call, found before the run: a missing key, a missing extra."""
+def _check_client_models(models: Any, preset_name: str, policy: ClientPolicy) -> None:
+    """A proxy client's `models`: each model on the preset's allow-list, each field one the preset lets it set."""
+    where = f"the preset file {preset_name}.yaml"
+    if not policy.models:
+        raise MassGenInputError(
+            f"models: a request through the proxy may not choose the agents of massgen/{preset_name}. The operator "
+            f"can allow models by listing them under 'clients: models:' in {where}"
+        )
+    if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
+        return  # parse_models says what is wrong with its shape
+    for index, entry in enumerate(models):
+        fields = {"model": entry} if isinstance(entry, str) else entry
+        if not isinstance(fields, Mapping):
+            continue
+        model = fields.get("model")
+        if isinstance(model, str) and not policy.allows_model(model):
+            allowed = ", ".join(policy.models)
+            raise MassGenInputError(
+                f"models[{index}]: {model!r} is not a model a request through the proxy may choose here "
+                f"(allowed: {allowed}); the operator sets them under 'clients: models:' in {where}"
+            )
+        for name in fields:
+            # Unknown keys are left to parse_models, which names the keys there are.
+            if name in AGENT_FIELDS and name not in policy.agent_fields:
+                raise MassGenInputError(
+                    f"models[{index}].{name}: a request through the proxy may not set it. The operator can allow it "
+                    f"under 'clients: agent_fields:' in {where}"
+                )
+        key = fields.get("api_key")
+        if isinstance(key, str) and key.startswith(ENV_KEY_PREFIX):
+            raise MassGenInputError(
+                f"models[{index}].api_key: a request through the proxy may not name a server environment variable"
+            )
+
+
+def _check_client_limits(overrides: Mapping[str, Any], preset: Preset) -> None:
+    """A proxy client may lower the preset's limits (a cheaper run), never raise them."""
+    for name in LIMIT_OPTIONS:
+        value = overrides.get(name)
+        if value is None:
+            continue
+        ceiling = getattr(preset, name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
+            raise MassGenInputError(
+                f"{name}={value} is above this preset's {ceiling}: a request through the proxy may only lower the "
+                "preset's limits"
+            )
+
+
+def _check_size(conversation: Sequence[Message], agents: Sequence[AgentConfig], options: RunOptions) -> None:
+    """Refuse a conversation whose first round alone would spend the run's token budget."""
+    chars = sum(len(str(message.get("content") or "")) for message in conversation)
+    first_round = chars // _CHARS_PER_TOKEN * len(agents)
+    if first_round > options.max_run_tokens:
+        raise MassGenInputError(
+            f"the conversation (about {chars // _CHARS_PER_TOKEN} tokens) sent to {len(agents)} agents would spend "
+            f"more than max_run_tokens={options.max_run_tokens} in the first round alone; shorten it or use fewer "
+            "agents"
+        )
+
+
+def agent_problems(agents: Sequence[AgentConfig], trusted: bool = True) -> list[str]:
+    """What would make an agent fail on its first call, found before the run: a missing key, a missing extra.
+
+    An untrusted caller learns only that the agent is not usable: the names of the server's environment variables
+    and files are not its business.
+    """
     problems = []
     for index, agent in enumerate(agents):
         try:
@@ -129,12 +229,13 @@ def agent_problems(agents: Sequence[AgentConfig]) -> list[str]:
             if local_server.is_local(agent.model):
                 local_server.check(agent.model)
         except LookupError as exc:
-            problems.append(f"agent {index + 1} ({agent.model}): {exc}")
+            cause = str(exc) if trusted else "it is not configured on the server; ask the operator"
+            problems.append(f"agent {index + 1} ({agent.model}): {cause}")
     return problems
 
 
-def _check_agents(agents: Sequence[AgentConfig]) -> None:
-    problems = agent_problems(agents)
+def _check_agents(agents: Sequence[AgentConfig], trusted: bool) -> None:
+    problems = agent_problems(agents, trusted)
     if problems:
         raise MassGenInputError(problems[0])
 
@@ -150,5 +251,26 @@ def _check_messages(messages: Any) -> list[Message]:
         plain = message.model_dump(exclude_none=True) if hasattr(message, "model_dump") else message
         if not isinstance(plain, Mapping) or plain.get("role") not in _ROLES:
             raise MassGenInputError(f"messages[{index}] must be an object with a role ({', '.join(sorted(_ROLES))})")
+        problem = _content_problem(plain)
+        if problem:
+            raise MassGenInputError(f"messages[{index}].content {problem}, {example}")
         conversation.append(dict(plain))
     return conversation
+
+
+def _content_problem(message: Mapping[str, Any]) -> str | None:
+    """What is wrong with a message's content, if anything: text, or a list of typed parts (text, images...)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return None
+    if content is None:
+        # An assistant turn that only called tools has no content.
+        return None if message.get("role") == "assistant" else "is missing"
+    if isinstance(content, list):
+        for part in content:
+            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                return "must be a list of parts that each have a 'type'"
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                return "has a text part without a 'text' string"
+        return None
+    return f"must be a string or a list of content parts, not {type(content).__name__}"

@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-import litellm
-
+from .budget import Budget
 from .coordination import Action, Coordinator, Event, Limits, Outcome, View
-from .errors import PROVIDER, all_agents_failed
+from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .participant import Participant
 from .protocol import presentation_messages
 from .record import AgentInfo, AnswerInfo, RunRecord, UsageInfo, VoteInfo
@@ -52,6 +51,12 @@ class Run:
         if parent_call_id:
             metadata["massgen_parent_call_id"] = parent_call_id
         n = len(request.agents)
+        options = request.options
+        # The presentation's requests are held back from the start, so the agents cannot spend them.
+        presenting = (
+            max(1 + (config.num_retries or 0) for config in request.agents) if options.final == "present" else 0
+        )
+        self.budget = Budget(options.max_calls, options.max_run_tokens, options.run_timeout, held_back=presenting)
         self.participants = {
             f"agent{i}": Participant(
                 f"agent{i}",
@@ -59,9 +64,12 @@ class Run:
                 n_agents=n,
                 conversation=request.conversation,
                 sampling=request.sampling,
-                call_timeout=request.options.call_timeout,
+                call_timeout=options.call_timeout,
                 metadata=metadata,
                 clock=self._clock,
+                budget=self.budget,
+                max_answer_chars=options.max_answer_chars,
+                note=self.notes.append,
             )
             for i, config in enumerate(request.agents, start=1)
         }
@@ -93,18 +101,9 @@ class Run:
         if outcome.end_reason == "all_failed":
             return all_agents_failed(failures, self.model)
         if outcome.end_reason == "timeout":
-            return litellm.Timeout(
-                message=f"massgen: no agent answered within run_timeout={self.request.options.run_timeout}s",
-                model=self.model,
-                llm_provider=PROVIDER,
-            )
+            return run_timed_out(self.request.options.run_timeout, self.model)
         causes = "; ".join(f"{agent_id}: {cause}" for agent_id, cause in failures.items())
-        return litellm.APIError(
-            status_code=502,
-            message=f"massgen: no agent gave a usable answer within its turns. {causes}",
-            llm_provider=PROVIDER,
-            model=self.model,
-        )
+        return no_answer(f"no agent gave a usable answer within its limits. {causes}", self.model)
 
     def _winner(self) -> tuple[Participant, str]:
         assert self.outcome is not None and self.outcome.winner is not None, "coordinate() first"
@@ -160,12 +159,10 @@ class Run:
                 yield delta
         except Exception as exc:
             if sent:  # half the reply is already with the caller: nothing honest to fall back to
-                raise litellm.APIError(
-                    status_code=502,
-                    message=f"massgen: the presentation by {participant.agent_id} broke off after part of it was "
-                    f"streamed, so the reply is incomplete ({exc})",
-                    llm_provider=PROVIDER,
-                    model=self.model,
+                raise no_answer(
+                    f"the presentation by {participant.agent_id} broke off after part of it was streamed, so the "
+                    f"reply is incomplete ({exc})",
+                    self.model,
                 ) from exc
             yield self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
             return
@@ -270,6 +267,9 @@ class Run:
             unpriced_calls=sum(1 for c in calls if c.cost is None and c.error is None),
             ignored_params=self.request.ignored_params,
             notes=self.notes,
+            trusted=self.request.trusted,
+            options=self.request.options,
+            requests_reserved=self.budget.calls,
         )
 
 
@@ -290,6 +290,7 @@ def describe_event(event: Event, max_turns: int) -> str | None:
         reasons = {
             "consensus": "every agent has voted",
             "turn_limit": f"the agents reached their limit of {max_turns} turns",
+            "budget": "the run used up its calls or tokens (max_calls, max_run_tokens)",
             "timeout": "the run timed out",
             "all_failed": "every agent failed",
         }
