@@ -17,6 +17,9 @@ MAX_AGENTS = 32
 MAX_REPLY_TOKENS = 1_000_000
 
 ENV_KEY_PREFIX = "os.environ/"
+# LiteLLM's retries for an agent that sets none: what the OpenAI SDK would do by itself (three requests in all), made
+# explicit so that the run's max_calls counts what is really sent.
+DEFAULT_NUM_RETRIES = 2
 
 # How an agent answers and votes: by calling tools, or in plain text (for models without function calling).
 Protocol = Literal["tools", "text"]
@@ -53,7 +56,7 @@ class AgentConfig(Sampling):
     api_base: str | None = None
     # SecretStr keeps a literal key out of reprs, dumps and error messages.
     api_key: SecretStr | None = None
-    num_retries: int | None = Field(None, ge=0, le=10)
+    num_retries: int | None = Field(None, ge=0, le=10, description=f"default {DEFAULT_NUM_RETRIES}")
     protocol: Protocol | None = Field(
         None, description="How the agent answers and votes; default: tools when LiteLLM says the model can call them."
     )
@@ -64,6 +67,10 @@ class AgentConfig(Sampling):
         if not value.strip() or value != value.strip():
             raise ValueError("must be a LiteLLM model string such as 'openai/gpt-5-mini', without spaces around it")
         return value
+
+    @property
+    def retries(self) -> int:
+        return DEFAULT_NUM_RETRIES if self.num_retries is None else self.num_retries
 
     def resolved_api_key(self) -> str | None:
         """The key to send: LiteLLM's `os.environ/NAME` form is read from the environment at call time."""
@@ -96,7 +103,7 @@ class RunOptions(BaseModel):
         "present", description="present: the winner writes the final reply; winner_answer: its answer verbatim."
     )
     max_calls: int = Field(
-        100,
+        150,
         ge=1,
         le=10_000,
         description="Upstream requests per run: every participant call counts 1 + its num_retries, "

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .run import shorten
+from .events import shorten
 
 _PREVIEW = 220
 _STYLE = {"working": "yellow", "answered": "cyan", "voted": "green", "failed": "red", "done": "dim"}

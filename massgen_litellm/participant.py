@@ -70,8 +70,7 @@ class Participant:
         if api_key:
             self._params["api_key"] = api_key
         self._secrets = [api_key]
-        if config.num_retries is not None:
-            self._params["num_retries"] = config.num_retries
+        self._params["num_retries"] = config.retries
 
     async def take_turn(self, view: View) -> Action:
         """One coordination turn: a call, and one corrective retry if the reply cannot be used."""
@@ -140,7 +139,7 @@ class Participant:
 
     def _reserve(self, kind: CallKind) -> float:
         """Take this call's requests from the run's budget; the call's timeout, never past the run's deadline."""
-        self.budget.take(1 + (self.config.num_retries or 0), presentation=kind == "present")
+        self.budget.take(1 + self.config.retries, presentation=kind == "present")
         return min(self.call_timeout, self.budget.seconds_left())
 
     def _cut(self, text: str) -> str:

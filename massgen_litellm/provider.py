@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -13,11 +12,9 @@ from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, Strea
 from . import portal
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
-from .record import LOG_DIR_ENV, RunRecord
+from .record import RunRecord
 from .request import build_request
 from .run import Content, Progress, Run
-
-logger = logging.getLogger("massgen_litellm")
 
 RECORD_FIELD = "massgen"
 EVENT_FIELD = "massgen_event"  # on each progress chunk: what happened, as data (see Run.stream)
@@ -52,7 +49,7 @@ class MassGenLLM(CustomLLM):
             await run.coordinate()
             content = await run.final_answer()
         finally:
-            record = _finish(run)
+            record = run.finish()
         assert record is not None
         return _completion(kwargs.get("model_response") or ModelResponse(), run, record, content)
 
@@ -61,23 +58,33 @@ class MassGenLLM(CustomLLM):
 
     async def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
         run = self._start(model, messages, kwargs)
+        # The last piece of the answer is held back until the run is over, to carry the record: LiteLLM's stream
+        # wrapper passes a chunk with content through, attributes and all, for every client; a chunk without
+        # content it passes only to clients that asked for usage.
+        last: ModelResponseStream | None = None
         try:
             async for piece in run.stream():
                 if isinstance(piece, Progress):
-                    chunk = _chunk(run, Delta(reasoning_content=piece.text or None))
+                    chunk = _chunk(run, Delta(reasoning_content=piece.text))
                     setattr(chunk, EVENT_FIELD, piece.event)
                     yield chunk
                 elif isinstance(piece, Content):
-                    yield _chunk(run, Delta(content=piece.text))
+                    if last is not None:
+                        yield last
+                    last = _chunk(run, Delta(content=piece.text))
+        except Exception:
+            if last is not None:  # the part of the reply that did arrive, before the error that ends it
+                yield last
+            raise
         finally:
-            record = _finish(run)
-        assert record is not None
-        # Usage and the record go on their own chunk before the finish chunk: LiteLLM passes that chunk through
-        # (with its attributes) and reports its usage as the stream's, where it rebuilds the finish chunk itself and
-        # would drop both.
+            record = run.finish()
+        assert record is not None and last is not None
+        setattr(last, RECORD_FIELD, record.model_dump(mode="json"))
+        yield last
+        # Usage goes on a chunk of its own before the finish chunk: LiteLLM reports that chunk's usage as the
+        # stream's (to clients that asked for it), where it rebuilds the finish chunk itself and would drop it.
         closing = _chunk(run, Delta())
         closing.usage = Usage(**record.usage.model_dump())
-        setattr(closing, RECORD_FIELD, record.model_dump(mode="json"))
         yield closing
         yield _chunk(run, Delta(), finish_reason="stop")
 
@@ -89,32 +96,6 @@ def from_proxy(litellm_params: Mapping[str, Any]) -> bool:
     """Whether the call came through a LiteLLM proxy: the proxy stamps every request it forwards with the HTTP request
     it came in on, and a client cannot remove that stamp. Such a request is untrusted (see request.py)."""
     return bool(litellm_params.get("proxy_server_request"))
-
-
-def _finish(run: Run) -> RunRecord | None:
-    """Log the run's outcome and keep its record where MASSGEN_LOG_DIR says; None if it never got that far."""
-    if run.outcome is None:
-        return None
-    record = run.record()
-    directory = os.environ.get(LOG_DIR_ENV)
-    if directory:
-        try:
-            record.save(directory)
-        except OSError as exc:  # the answer is still good; losing the file is worth a warning, not the request
-            logger.warning("massgen run %s: cannot write its record to %s: %s", record.run_id, directory, exc)
-    logger.info(
-        "massgen run %s (%s): %s, winner %s, tally %s, %d calls, %d tokens, $%.6f, %.2fs",
-        record.run_id,
-        record.preset,
-        record.end_reason,
-        record.winner,
-        record.tally,
-        len(record.calls),
-        record.usage.total_tokens,
-        record.cost,
-        record.duration_seconds,
-    )
-    return record
 
 
 def _completion(response: ModelResponse, run: Run, record: RunRecord, content: str) -> ModelResponse:

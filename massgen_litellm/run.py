@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -13,20 +14,19 @@ from datetime import datetime, timezone
 from .budget import Budget
 from .coordination import Action, Coordinator, Event, Limits, Outcome, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
+from .events import describe_event, start_line, summary
 from .participant import Participant
 from .protocol import presentation_messages
-from .record import AgentInfo, AnswerInfo, RunRecord, UsageInfo, VoteInfo
+from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, UsageInfo, VoteInfo
 from .request import RunRequest
 
 logger = logging.getLogger("massgen_litellm")
 
-_PREVIEW = 160
-
 
 @dataclass(frozen=True)
 class Progress:
-    """Something the agents did: `text` is the line streamed as reasoning content (empty for news too small to
-    print, such as a turn starting), `event` the same thing as data, for live views."""
+    """Something the agents did: `text` is the line streamed as reasoning content, `event` the same thing as data,
+    for live views."""
 
     text: str
     event: dict[str, object]
@@ -53,9 +53,7 @@ class Run:
         n = len(request.agents)
         options = request.options
         # The presentation's requests are held back from the start, so the agents cannot spend them.
-        presenting = (
-            max(1 + (config.num_retries or 0) for config in request.agents) if options.final == "present" else 0
-        )
+        presenting = max(1 + config.retries for config in request.agents) if options.final == "present" else 0
         self.budget = Budget(options.max_calls, options.max_run_tokens, options.run_timeout, held_back=presenting)
         self.participants = {
             f"agent{i}": Participant(
@@ -86,7 +84,7 @@ class Run:
 
         def observe(event: Event) -> None:
             if logger.isEnabledFor(logging.DEBUG):  # the summary reflows answer text: only pay for it when wanted
-                logger.debug("massgen run %s at %.3fs: %s %s", self.run_id, event.at, event.kind, _event_summary(event))
+                logger.debug("massgen run %s at %.3fs: %s %s", self.run_id, event.at, event.kind, summary(event))
             if on_event is not None:
                 on_event(event)
 
@@ -181,12 +179,14 @@ class Run:
         """Progress lines while the agents work, then the final answer as the winner streams it."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         agents = [{"id": agent_id, "model": p.config.model} for agent_id, p in self.participants.items()]
-        yield Progress("", {"kind": "start", "at": 0.0, "preset": self.request.preset, "agents": agents})
+        yield Progress(
+            start_line(agents), {"kind": "start", "at": 0.0, "preset": self.request.preset, "agents": agents}
+        )
         task = asyncio.create_task(self.coordinate(queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
-                line = describe_event(event, self.request.options.max_turns_per_agent) or ""
+                line = describe_event(event, self.request.options.max_turns_per_agent)
                 yield Progress(line, {**asdict(event), **self._spent()})
             await task
         finally:
@@ -203,6 +203,31 @@ class Run:
             "tokens": sum(c.prompt_tokens + c.completion_tokens for c in calls),
             "cost": sum(c.cost or 0.0 for c in calls),
         }
+
+    def finish(self) -> RunRecord | None:
+        """The run's record, logged and kept where MASSGEN_LOG_DIR says; None if the run never got that far."""
+        if self.outcome is None:
+            return None
+        record = self.record()
+        directory = os.environ.get(LOG_DIR_ENV)
+        if directory:
+            try:
+                record.save(directory)
+            except OSError as exc:  # the answer is still good; losing the file is worth a warning, not the request
+                logger.warning("massgen run %s: cannot write its record to %s: %s", record.run_id, directory, exc)
+        logger.info(
+            "massgen run %s (%s): %s, winner %s, tally %s, %d calls, %d tokens, $%.6f, %.2fs",
+            record.run_id,
+            record.preset,
+            record.end_reason,
+            record.winner,
+            record.tally,
+            len(record.calls),
+            record.usage.total_tokens,
+            record.cost,
+            record.duration_seconds,
+        )
+        return record
 
     def record(self) -> RunRecord:
         assert self.outcome is not None
@@ -271,40 +296,3 @@ class Run:
             options=self.request.options,
             requests_reserved=self.budget.calls,
         )
-
-
-def describe_event(event: Event, max_turns: int) -> str | None:
-    """One human line per event; turn starts are left out, they carry no news."""
-    who = event.agent_id
-    if event.kind == "answer":
-        return f"{who} answered ({event.target}): {shorten(event.detail, _PREVIEW)}\n"
-    if event.kind == "vote":
-        return f"{who} voted for {event.target}: {event.detail or '(no reason)'}\n"
-    if event.kind == "void":
-        return f"{who}'s vote for {event.target} no longer counts: {event.detail}\n"
-    if event.kind == "turn_failed":
-        return f"{who}'s turn could not be used: {event.detail}\n"
-    if event.kind == "agent_failed":
-        return f"{who} failed and was dropped: {event.detail}\n"
-    if event.kind == "done":
-        reasons = {
-            "consensus": "every agent has voted",
-            "turn_limit": f"the agents reached their limit of {max_turns} turns",
-            "budget": "the run used up its calls or tokens (max_calls, max_run_tokens)",
-            "timeout": "the run timed out",
-            "all_failed": "every agent failed",
-        }
-        winner = f"{event.target} presents the final answer" if event.target else "no answer"
-        return f"Done, {reasons.get(event.detail, event.detail)}: {winner}.\n\n"
-    return None
-
-
-def shorten(text: str, limit: int) -> str:
-    """`text` on one line, cut to `limit` characters with an ellipsis."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _event_summary(event: Event) -> str:
-    detail = shorten(event.detail, 80)
-    return " ".join(part for part in (event.agent_id or "", event.target or "", detail) if part)

@@ -1,0 +1,53 @@
+"""The words for what happens in a run: the progress lines streamed as reasoning content, and the DEBUG log's
+one-line summaries. Every event gets a line: a stream chunk with no text is dropped by LiteLLM's stream wrapper
+unless the client asked for usage, and the event data riding on it would go with it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .coordination import Event
+
+_PREVIEW = 160
+
+
+def start_line(agents: Sequence[Mapping[str, object]]) -> str:
+    team = ", ".join(f"{agent['id']} ({agent['model']})" for agent in agents)
+    return f"{len(agents)} agents at work: {team}\n"
+
+
+def describe_event(event: Event, max_turns: int) -> str:
+    who = event.agent_id
+    if event.kind == "turn":
+        return f"{who} is working (turn {event.detail})\n"
+    if event.kind == "answer":
+        return f"{who} answered ({event.target}): {shorten(event.detail, _PREVIEW)}\n"
+    if event.kind == "vote":
+        return f"{who} voted for {event.target}: {event.detail or '(no reason)'}\n"
+    if event.kind == "void":
+        return f"{who}'s vote for {event.target} no longer counts: {event.detail}\n"
+    if event.kind == "turn_failed":
+        return f"{who}'s turn could not be used: {event.detail}\n"
+    if event.kind == "agent_failed":
+        return f"{who} failed and was dropped: {event.detail}\n"
+    reasons = {
+        "consensus": "every agent has voted",
+        "turn_limit": f"the agents reached their limit of {max_turns} turns",
+        "budget": "the run used up its calls or tokens (max_calls, max_run_tokens)",
+        "timeout": "the run timed out",
+        "all_failed": "every agent failed",
+    }
+    winner = f"{event.target}'s answer was chosen" if event.target else "no answer"
+    return f"Done, {reasons.get(event.detail, event.detail)}: {winner}.\n\n"
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def summary(event: Event) -> str:
+    """The DEBUG log's line for an event."""
+    detail = shorten(event.detail, 80)
+    return " ".join(part for part in (event.agent_id or "", event.target or "", detail) if part)
