@@ -22,6 +22,7 @@ model_list:
 litellm_settings:
   custom_provider_map:
     - {"provider": "massgen", "custom_handler": massgen_litellm.handler}
+  callbacks: massgen_litellm.proxy_guard.guard   # a malformed `messages` is a clean 400, not a traceback
 
 general_settings:
   cancel_on_disconnect: true           # a client that hangs up stops the run and its participant calls
@@ -108,7 +109,13 @@ def _report(record_path: Path, output: Path | None) -> int:
 
     try:
         record = RunRecord.load(record_path)
-    except (OSError, ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False, include_input=False)
+        )
+        print(f"error: {record_path} is not a run record: {problems}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
         print(f"error: {record_path} is not a run record: {exc}", file=sys.stderr)
         return 2
     target = output or record_path.with_suffix(".html")

@@ -57,6 +57,7 @@ class Participant:
         self.call_timeout = call_timeout
         self.budget = budget
         self.max_answer_chars = max_answer_chars
+        self.saw_oversize = False  # a reply came back larger than max_answer_chars
         self._note = note
         self.metadata = dict(metadata)
         self.calls: list[CallInfo] = []
@@ -220,6 +221,8 @@ class Participant:
                 raise AgentFailed(f"{self.config.model} returned a response with no choices")
         message = response.choices[0].message
         tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
+        size = len(message.content or "") + sum(len(c["function"]["arguments"] or "") for c in tool_calls)
+        self.saw_oversize = self.saw_oversize or size > self.max_answer_chars
         return {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
 
     async def _connect(self) -> None:

@@ -9,7 +9,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,10 @@ from .coordination import EndReason
 LOG_DIR_ENV = "MASSGEN_LOG_DIR"
 
 CallKind = Literal["turn", "retry", "present"]
+# Times in a record are finite and bounded (no run outlives run_timeout's ceiling by much): a record is also read
+# back from files, and a NaN or a huge time there must be an error, not a report that draws forever.
+Seconds = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class CallInfo(BaseModel):
@@ -27,11 +31,11 @@ class CallInfo(BaseModel):
     agent_id: str
     kind: CallKind
     turn: int | None = None
-    started_at: float = Field(description="Seconds since the run started.")
-    seconds: float
+    started_at: Seconds = Field(description="Seconds since the run started.")
+    seconds: Seconds
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float | None = Field(None, description="LiteLLM's price for the call; None where it knows no price.")
+    cost: Money | None = Field(None, description="LiteLLM's price for the call; None where it knows no price.")
     error: str | None = None
 
 
@@ -43,11 +47,11 @@ class AgentInfo(BaseModel):
     turns: int
     answers: int
     failed_turns: int
-    busy_seconds: float
+    busy_seconds: Seconds
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    cost: float
+    cost: Money
     error: str | None = None
 
 
@@ -55,7 +59,7 @@ class AnswerInfo(BaseModel):
     label: str
     agent_id: str
     content: str
-    at: float
+    at: Seconds
     informed: bool = Field(False, description="Its author had seen another agent's answer.")
 
 
@@ -63,7 +67,7 @@ class VoteInfo(BaseModel):
     voter: str
     target: str
     reason: str
-    at: float
+    at: Seconds
     voided: bool
     voided_reason: str | None = None
 
@@ -78,7 +82,7 @@ class RunRecord(BaseModel):
     run_id: str
     preset: str
     started_at: str = Field(description="UTC, ISO 8601.")
-    duration_seconds: float
+    duration_seconds: Seconds
     end_reason: EndReason
     winner: str | None
     tally: dict[str, int]
@@ -89,7 +93,7 @@ class RunRecord(BaseModel):
     votes: list[VoteInfo]
     calls: list[CallInfo]
     usage: UsageInfo
-    cost: float = Field(description="Sum of the priced calls' costs.")
+    cost: Money = Field(description="Sum of the priced calls' costs.")
     unpriced_calls: int = Field(0, description="Calls LiteLLM knew no price for, left out of `cost`.")
     ignored_params: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)

@@ -75,7 +75,7 @@ def build_request(
     *,
     trusted: bool = True,
 ) -> RunRequest:
-    conversation = _check_messages(messages)
+    conversation = check_messages(messages)
     preset = store.load(preset_name)
     params = _merge_params(optional_params)
 
@@ -240,7 +240,7 @@ def _check_agents(agents: Sequence[AgentConfig], trusted: bool) -> None:
         raise MassGenInputError(problems[0])
 
 
-def _check_messages(messages: Any) -> list[Message]:
+def check_messages(messages: Any) -> list[Message]:
     example = 'for example messages=[{"role": "user", "content": "Your question"}]'
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
         raise MassGenInputError(f"messages must be a list of chat messages, {example}")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
+from . import memory
 from .budget import Budget
 from .coordination import Action, Coordinator, Event, Limits, Outcome, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
@@ -206,6 +207,8 @@ class Run:
 
     def finish(self) -> RunRecord | None:
         """The run's record, logged and kept where MASSGEN_LOG_DIR says; None if the run never got that far."""
+        if any(p.saw_oversize for p in self.participants.values()):
+            memory.give_back()
         if self.outcome is None:
             return None
         record = self.record()

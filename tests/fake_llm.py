@@ -21,6 +21,7 @@ import httpx
 BASE = "http://fake-llm.test/v1"
 KEY = "sk-test-not-a-real-key"
 CUT_HEADER = "x-fake-cut-after"  # read by the loopback server, never sent
+ENDLESS_HEADER = "x-fake-endless"  # read by the loopback server: repeat the body's first event until the client leaves
 
 _FENCE = re.compile(r"<<<ANSWER (agent\d+) ([0-9a-f]+)>>>\n(.*?)\n<<<END ANSWER \1 \2>>>", re.DOTALL)
 _SELF = re.compile(r"You are (agent\d+)")
@@ -37,6 +38,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None  # sent as is, with status 200: broken JSON, a response without choices...
     cut_after: int | None = None  # over a real socket: send this many bytes of the body, then drop the connection
+    endless: float | None = None  # over a real socket, streamed: one content chunk every this many seconds, forever
 
 
 def answer(content: str, delay: float = 0.0) -> Reply:
@@ -201,6 +203,8 @@ class FakeLLM:
             response = _sse(call, message, finish)
             if reply.cut_after is not None:
                 response.headers[CUT_HEADER] = str(reply.cut_after)
+            if reply.endless is not None:
+                response.headers[ENDLESS_HEADER] = str(reply.endless)
             return response
         return httpx.Response(
             200,

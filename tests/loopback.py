@@ -11,6 +11,8 @@ call log as JSON (`DELETE` empties it), for clients in another process.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -19,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from tests.fake_llm import CUT_HEADER, FakeLLM
+from tests.fake_llm import CUT_HEADER, ENDLESS_HEADER, FakeLLM
 
 
 class LoopbackServer:
@@ -78,6 +80,9 @@ class LoopbackServer:
                 response = httpx.Response(404, json={"error": {"message": f"no route {method} {target}"}})
             payload = response.content
             status = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
+            if ENDLESS_HEADER in response.headers:
+                await _endless(writer, status, payload, float(response.headers[ENDLESS_HEADER]))
+                return
             fields = {"content-type": response.headers.get("content-type", "application/json")}
             fields |= {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
             fields |= {"content-length": str(len(payload)), "connection": "close"}
@@ -110,6 +115,20 @@ class LoopbackServer:
         if method == "DELETE":
             self.fake.calls.clear()
         return httpx.Response(200, json=log)
+
+
+async def _endless(writer: asyncio.StreamWriter, status: str, payload: bytes, every: float) -> None:
+    """A stream that never ends: the body's first event again and again, numbered (LiteLLM stops a stream that
+    repeats one chunk), until the client hangs up."""
+    event = json.loads(payload.split(b"\n\n", 1)[0].removeprefix(b"data: "))
+    delta = event["choices"][0]["delta"]
+    content = delta.get("content") or ""
+    writer.write((status + "content-type: text/event-stream\r\nconnection: close\r\n\r\n").encode())
+    for count in itertools.count():
+        delta["content"] = f"{content}{count} "
+        writer.write(f"data: {json.dumps(event)}\n\n".encode())
+        await writer.drain()
+        await asyncio.sleep(every)
 
 
 async def _unless_hung_up(

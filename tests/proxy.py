@@ -20,10 +20,18 @@ MASTER_KEY = "sk-massgen-test-master-key"
 
 
 class LiteLLMProxy:
-    def __init__(self, upstream: str, config: Path = CONFIG, startup_timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        config: Path = CONFIG,
+        startup_timeout: float = 90.0,
+        num_workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         env = {
             **os.environ,
+            **(env or {}),
             "LITELLM_MASTER_KEY": MASTER_KEY,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "MASSGEN_PRESETS_DIR": str(PRESETS),
@@ -31,7 +39,7 @@ class LiteLLMProxy:
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
         }
         command = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config)]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--num_workers", "1"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--num_workers", str(num_workers)]
         self.server = ServerProcess(
             "the LiteLLM proxy", command, self.port, "/health/liveliness", env=env, startup_timeout=startup_timeout
         )

@@ -116,7 +116,8 @@ def test_extra_body_models_replace_the_preset_agents(backend: FakeLLM, client: o
     backend.script("proxy-d", answer_then_vote("4"))
     models = ["openai/proxy-c", {"model": "openai/proxy-d", "protocol": "tools"}]
 
-    response = client.chat.completions.create(model="massgen/duo", messages=QUESTION, extra_body={"models": models})
+    # massgen/open lets proxy clients choose among openai/proxy-* (tests/proxy_presets/open.yaml).
+    response = client.chat.completions.create(model="massgen/open", messages=QUESTION, extra_body={"models": models})
 
     assert response.choices[0].message.content == "Final: 4"
     assert {call.model for call in backend.calls} == {"proxy-c", "proxy-d"}
@@ -141,7 +142,7 @@ def test_a_bad_models_value_is_a_400_that_names_it(
     backend: FakeLLM, client: openai.OpenAI, models: object, named: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="massgen/duo", messages=QUESTION, extra_body={"models": models})
+        client.chat.completions.create(model="massgen/open", messages=QUESTION, extra_body={"models": models})
     assert caught.value.status_code == 400
     assert named in caught.value.message
     assert backend.calls == []

@@ -1,0 +1,35 @@
+"""A LiteLLM proxy callback that checks a chat request's `messages` before LiteLLM itself reads them.
+
+LiteLLM (1.110) walks `messages` before any provider sees the call, and a malformed list breaks it there: `"hello"`
+comes back as a 400 whose text is a Python traceback with the server's paths, `content: 12345` as a 500 after a
+retry loop. This hook gives both the 400 our provider would give, naming the problem and the fix. It checks what
+the OpenAI chat contract requires of every request, so it applies to every model the proxy serves.
+
+Config: `litellm_settings: {callbacks: massgen_litellm.proxy_guard.guard}` (`massgen-litellm proxy-config` has it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from .errors import MassGenInputError, bad_request
+from .request import check_messages
+
+_CHAT_CALLS = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
+
+
+class MessagesGuard(CustomLogger):
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any]:
+        if call_type in _CHAT_CALLS and "messages" in data:
+            try:
+                check_messages(data["messages"])
+            except MassGenInputError as exc:
+                raise bad_request(str(exc), model=str(data.get("model") or "")) from None
+        return data
+
+
+guard = MessagesGuard()

@@ -1,0 +1,143 @@
+"""Who may set what, and what a run may spend, in process (the proxy end of it is tests/test_proxy_security.py).
+
+A call that LiteLLM's proxy forwarded carries `proxy_server_request`; an in-process caller can pass the same field
+to see exactly what a proxy client sees.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import litellm
+import pytest
+
+from massgen_litellm.config import ClientPolicy
+from massgen_litellm.record import RunRecord
+from tests.conftest import agent, write_preset
+from tests.fake_llm import Reply, answer, answer_then_vote, fail, vote
+
+QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
+FROM_PROXY = {"proxy_server_request": {"url": "http://proxy/v1/chat/completions", "method": "POST", "body": {}}}
+
+
+async def test_an_in_process_caller_may_set_every_field(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    response = await litellm.acompletion(
+        model="massgen/build", messages=QUESTION, models=[agent("a")], max_turns_per_agent=40
+    )
+    assert response.massgen["trusted"] is True
+    assert response.massgen["options"]["max_turns_per_agent"] == 40
+
+
+async def test_the_same_call_from_the_proxy_is_refused_field_by_field(fake, registered):
+    write_preset(registered, "team", [agent("a")], clients={"models": ["openai/*"]})
+    with pytest.raises(litellm.BadRequestError, match=r"models\[0\]\.api_base: a request through the proxy"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, models=[agent("a")], **FROM_PROXY)
+    with pytest.raises(litellm.BadRequestError, match="may not choose the agents of massgen/build"):
+        await litellm.acompletion(model="massgen/build", messages=QUESTION, models=["openai/a"], **FROM_PROXY)
+    assert fake.calls == []
+
+
+async def test_an_unset_key_variable_is_named_to_the_operator_only(registered, monkeypatch):
+    monkeypatch.delenv("MASSGEN_TEST_KEY", raising=False)
+    write_preset(registered, "team", [{"model": "openai/a", "api_key": "os.environ/MASSGEN_TEST_KEY"}])
+    with pytest.raises(litellm.BadRequestError, match="MASSGEN_TEST_KEY"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    with pytest.raises(litellm.BadRequestError) as caught:
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, **FROM_PROXY)
+    assert "MASSGEN_TEST_KEY" not in str(caught.value) and "not configured on the server" in str(caught.value)
+
+
+def test_massgen_participants_are_never_a_clients_choice():
+    policy = ClientPolicy(models=["*"])
+    assert policy.allows_model("openai/gpt-5") and policy.allows_model("local/smollm2")
+    assert not policy.allows_model("massgen/build")
+    assert ClientPolicy().models == [] and "api_base" not in ClientPolicy().agent_fields
+
+
+async def test_max_calls_counts_every_request_and_keeps_the_presentations(fake, registered):
+    # Two agents that never agree; each call may cost 1 + num_retries=1 requests, so 10 requests are 5 calls,
+    # two of them held back for the presentation.
+    fake.script("a", lambda call: answer(f"a{len(fake.calls)}") if not call.is_presentation else Reply(content="Final"))
+    fake.script("b", lambda call: answer(f"b{len(fake.calls)}"))
+    entries = [agent("a", num_retries=1), agent("b", num_retries=1)]
+    write_preset(registered, "team", entries, max_calls=10, max_answers_per_agent=20, max_turns_per_agent=50)
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    assert record["end_reason"] == "budget"
+    assert len(fake.calls) == 5 and record["requests_reserved"] == 10
+    assert fake.calls[-1].is_presentation and response.choices[0].message.content == "Final"
+
+
+async def test_max_run_tokens_stops_new_calls(fake, registered):
+    fake.script("a", lambda call: answer("x" * 400))
+    fake.script("b", lambda call: answer("y" * 400))
+    write_preset(
+        registered,
+        "team",
+        [agent("a"), agent("b")],
+        max_run_tokens=300,
+        max_answers_per_agent=20,
+        max_turns_per_agent=50,
+        final="winner_answer",
+    )
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    assert record["end_reason"] == "budget"
+    spent_before_last_round = sum(c["prompt_tokens"] + c["completion_tokens"] for c in record["calls"][:-2])
+    assert spent_before_last_round < 300 <= record["usage"]["total_tokens"]
+    assert len(fake.calls) < 10
+
+
+async def test_a_long_reply_is_cut_and_others_see_the_cut(fake, registered):
+    fake.script("a", lambda call: vote("agent1") if "agent1" in call.answers else answer("a" * 5000))
+    write_preset(registered, "team", [agent("a"), agent("a")], max_answer_chars=1000, final="winner_answer")
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    content = response.choices[0].message.content
+    assert content == "a" * 1000 + "\n[cut at 1000 characters]"
+    shown = [c.answers["agent1"] for c in fake.calls if "agent1" in c.answers]
+    assert shown and all(answer == content for answer in shown)
+
+
+async def test_a_reply_that_fails_counts_its_retries(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    fake.script("down", lambda call: fail(500))
+    write_preset(registered, "team", [agent("a"), agent("down", num_retries=2)], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert len(fake.calls_of("down")) == 3
+    failed = next(a for a in response.massgen["agents"] if a["id"] == "agent2")
+    assert failed["status"] == "failed"
+
+
+@pytest.mark.parametrize("duration", [math.nan, math.inf, 1e300, -1])
+def test_report_of_a_record_with_an_impossible_duration_is_one_error_line(tmp_path: Path, duration: float):
+    record = RunRecord(
+        run_id="r",
+        preset="p",
+        started_at="2026-11-29T00:00:00+00:00",
+        duration_seconds=1.0,
+        end_reason="consensus",
+        winner=None,
+        tally={},
+        final="present",
+        agents=[],
+        answers=[],
+        votes=[],
+        calls=[],
+        usage={"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        cost=0.0,
+    )
+    data = json.loads(record.model_dump_json())
+    data["duration_seconds"] = duration
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))  # json writes NaN and Infinity as Python reads them back
+    done = subprocess.run(
+        [sys.executable, "-m", "massgen_litellm", "report", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {path} is not a run record: duration_seconds")
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
