@@ -363,6 +363,7 @@ def test_two_workers_and_two_proxies_serve_the_load(upstream: LoopbackServer) ->
         LiteLLMProxy(upstream.base_url, num_workers=2) as two_workers,
         LiteLLMProxy(upstream.base_url) as second,
     ):
+        assert two_workers.pid is not None and len(_descendants(two_workers.pid)) >= 2  # the workers are processes
         answers = asyncio.run(_spread([two_workers, second], runs=200, at_once=20))
     assert answers == ["Final: 4"] * 200
 
