@@ -20,6 +20,7 @@ import yaml
 
 from massgen_litellm import register_with_litellm
 from tests.fake_llm import BASE, KEY, FakeLLM
+from tests.loopback import LoopbackServer
 
 
 @pytest.fixture
@@ -33,6 +34,13 @@ def fake() -> Iterator[FakeLLM]:
 def agent(model: str, protocol: str = "tools", **fields: Any) -> dict[str, Any]:
     """An agent entry for a scripted model."""
     return {"model": f"openai/{model}", "api_base": BASE, "api_key": KEY, "protocol": protocol, **fields}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[LoopbackServer]:
+    """The scripted backend as a real server, shared by a module's tests (a proxy process's participants)."""
+    with LoopbackServer(FakeLLM()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
+import openai
+
 from massgen_litellm.server_process import ServerProcess, free_port
 
 HERE = Path(__file__).parent
@@ -51,6 +53,13 @@ class LiteLLMProxy:
     @property
     def pid(self) -> int | None:
         return self.server.pid
+
+    def client(self, timeout: float = 60) -> openai.OpenAI:
+        """The official client, holding the master key, with no retries of its own (a test sees every failure)."""
+        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=timeout)
+
+    def async_client(self, timeout: float = 60) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=f"{self.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=timeout)
 
     def __enter__(self) -> LiteLLMProxy:
         self.server.start()

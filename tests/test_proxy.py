@@ -32,12 +32,6 @@ LONG = "Four. Two plus two is four, because adding two to two gives four."
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[LoopbackServer]:
-    with LoopbackServer(FakeLLM()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def proxy(upstream: LoopbackServer) -> Iterator[LiteLLMProxy]:
     with LiteLLMProxy(upstream.base_url) as running:
         yield running
@@ -53,7 +47,7 @@ def backend(upstream: LoopbackServer, proxy: LiteLLMProxy) -> FakeLLM:
 
 @pytest.fixture
 def client(proxy: LiteLLMProxy) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=30)
+    return proxy.client(timeout=30)
 
 
 def test_a_completion_through_the_proxy(backend: FakeLLM, client: openai.OpenAI) -> None:
@@ -173,7 +167,7 @@ async def test_a_client_that_hangs_up_cancels_the_calls_in_flight(
     # leaves.
     backend.script("proxy-a", lambda call: answer("4") if not call.answers else vote("agent1", delay=60))
     backend.script("proxy-b", lambda call: answer("four") if not call.answers else vote("agent1", delay=60))
-    client = openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    client = proxy.async_client()
 
     async def request() -> None:
         if not stream:
@@ -261,7 +255,7 @@ def _children(pid: int) -> list[int]:
 
 
 async def burst(proxy: LiteLLMProxy, runs: int, at_once: int) -> list[str]:
-    client = openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    client = proxy.async_client()
     gate = asyncio.Semaphore(at_once)
 
     async def one() -> str:

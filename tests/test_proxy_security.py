@@ -41,12 +41,6 @@ def attacker() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[LoopbackServer]:
-    with LoopbackServer(FakeLLM()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def proxy(upstream: LoopbackServer) -> Iterator[LiteLLMProxy]:
     with LiteLLMProxy(upstream.base_url, env=PLANTED) as running:
         yield running
@@ -251,7 +245,7 @@ def test_a_presentation_that_streams_forever_obeys_call_timeout(
 ) -> None:
     for model in ("endless-a", "endless-b"):
         backend.script(model, presenting(Reply(content="tick", endless=0.05)))
-    client = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    client = proxy.client()
     began = time.monotonic()
     parts = []
     with pytest.raises(openai.APIError) as caught:
@@ -271,7 +265,7 @@ def test_a_presentation_that_floods_is_cut_at_max_answer_chars(
 ) -> None:
     for model in ("flood-a", "flood-b"):
         backend.script(model, presenting(Reply(content="flood", endless=0.001)))
-    client = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    client = proxy.client()
     chunks = list(client.chat.completions.create(model="massgen/flood", messages=QUESTION, stream=True))
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(content) == 2000
@@ -324,7 +318,7 @@ def test_bad_input_is_a_clean_400_before_any_call(
 
 
 def test_a_stream_without_stream_options_gets_every_event_and_the_record(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
-    client = openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
+    client = proxy.client()
     chunks = list(client.chat.completions.create(model="massgen/duo", messages=QUESTION, stream=True))
     events = [(c.model_extra or {})["massgen_event"] for c in chunks if "massgen_event" in (c.model_extra or {})]
     kinds = [e["kind"] for e in events]
@@ -371,9 +365,7 @@ def test_two_workers_and_two_proxies_serve_the_load(upstream: LoopbackServer) ->
 async def _spread(proxies: list[LiteLLMProxy], runs: int, at_once: int) -> list[str]:
     """`runs` runs, `at_once` at a time, across the proxies in turn: one configuration, several processes."""
     gate = asyncio.Semaphore(at_once)
-    clients = [
-        openai.AsyncOpenAI(base_url=f"{p.base_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60) for p in proxies
-    ]
+    clients = [p.async_client() for p in proxies]
 
     async def one(index: int) -> str:
         async with gate:
