@@ -52,6 +52,19 @@ async def test_an_unset_key_variable_is_named_to_the_operator_only(registered, m
     assert "MASSGEN_TEST_KEY" not in str(caught.value) and "not configured on the server" in str(caught.value)
 
 
+async def test_a_request_cannot_widen_its_own_rules(fake, registered):
+    # `clients` is a preset key; in a request it is an unknown parameter, ignored, and the preset's rules stand.
+    with pytest.raises(litellm.BadRequestError, match="may not choose the agents"):
+        await litellm.acompletion(
+            model="massgen/build",
+            messages=QUESTION,
+            models=["openai/a"],
+            clients={"models": ["*"], "agent_fields": ["api_base"]},
+            **FROM_PROXY,
+        )
+    assert fake.calls == []
+
+
 def test_massgen_participants_are_never_a_clients_choice():
     policy = ClientPolicy(models=["*"])
     assert policy.allows_model("openai/gpt-5") and policy.allows_model("local/smollm2")
