@@ -17,9 +17,10 @@ MAX_AGENTS = 32
 MAX_REPLY_TOKENS = 1_000_000
 
 ENV_KEY_PREFIX = "os.environ/"
-# LiteLLM's retries for an agent that sets none: what the OpenAI SDK would do by itself (three requests in all), made
-# explicit so that the run's max_calls counts what is really sent.
-DEFAULT_NUM_RETRIES = 2
+# LiteLLM's retries for an agent that sets none, made explicit so that the run's max_calls can count what is sent.
+# LiteLLM 1.110 may send up to 1 + 2 x num_retries requests for one call (measured: its first attempt's client
+# retries, then its own retry loop), so 1 keeps the worst case at three requests, what the OpenAI SDK did by itself.
+DEFAULT_NUM_RETRIES = 1
 
 # How an agent answers and votes: by calling tools, or in plain text (for models without function calling).
 Protocol = Literal["tools", "text"]
@@ -72,6 +73,11 @@ class AgentConfig(Sampling):
     def retries(self) -> int:
         return DEFAULT_NUM_RETRIES if self.num_retries is None else self.num_retries
 
+    @property
+    def requests_per_call(self) -> int:
+        """The most upstream requests one LiteLLM call of this agent may send (see DEFAULT_NUM_RETRIES)."""
+        return 1 + 2 * self.retries
+
     def resolved_api_key(self) -> str | None:
         """The key to send: LiteLLM's `os.environ/NAME` form is read from the environment at call time."""
         if self.api_key is None:
@@ -106,7 +112,7 @@ class RunOptions(BaseModel):
         150,
         ge=1,
         le=10_000,
-        description="Upstream requests per run: every participant call counts 1 + its num_retries, "
+        description="Upstream requests per run: every participant call counts 1 + 2 x its num_retries, "
         "corrections and the presentation included.",
     )
     max_run_tokens: int = Field(

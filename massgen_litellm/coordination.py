@@ -42,8 +42,22 @@ class View:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call of one of the caller's tools, proposed by an agent; never executed here."""
+
+    name: str
+    arguments: str  # JSON, as the model wrote it
+
+
+@dataclass(frozen=True)
 class NewAnswer:
-    content: str
+    content: str  # the agent's text: the reply itself, or what goes with a proposed action
+    tool_calls: tuple[ToolCall, ...] = ()  # a proposed action: the answer is "run these"
+    shown: str | None = None  # what the other agents are shown of it, where that is not just `content`
+
+    @property
+    def as_shown(self) -> str:
+        return self.content if self.shown is None else self.shown
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,7 @@ class AnswerEntry:
     content: str
     at: float
     informed: bool = False  # its author had seen another agent's answer
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass
@@ -126,7 +141,7 @@ class Outcome:
     votes: list[VoteEntry]
     agents: dict[str, AgentState]
     duration: float
-    latest_answers: dict[str, str] = field(default_factory=dict)
+    latest_answers: dict[str, NewAnswer] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,7 +167,7 @@ class Coordinator:
         self._on_event = on_event
         self._start = 0.0
         self._version = 0
-        self._latest: dict[str, str] = {}
+        self._latest: dict[str, NewAnswer] = {}
         self._answers: list[AnswerEntry] = []
         self._votes: list[VoteEntry] = []
         self._valid: dict[str, VoteEntry] = {}
@@ -197,7 +212,7 @@ class Coordinator:
                     return
                 view = View(
                     version=self._version,
-                    answers=self._answers_in_agent_order(),
+                    answers={agent_id: a.as_shown for agent_id, a in self._answers_in_agent_order().items()},
                     can_answer=state.answers < self._limits.max_answers_per_agent,
                 )
                 state.turns += 1
@@ -234,21 +249,22 @@ class Coordinator:
     def _apply(self, agent_id: str, view: View, action: Action) -> None:
         state = self._agents[agent_id]
         if isinstance(action, NewAnswer):
-            if not view.can_answer or not action.content.strip():
+            if not view.can_answer or not (action.content.strip() or action.tool_calls):
                 state.failed_turns += 1
                 self._emit("turn_failed", agent_id, detail="an answer it was not allowed to give")
                 return
             state.answers += 1
             label = f"{agent_id}.{state.answers}"
             informed = any(other != agent_id for other in view.answers)
-            self._answers.append(AnswerEntry(agent_id, label, action.content, round(self._now(), 3), informed))
-            self._latest[agent_id] = action.content
+            entry = AnswerEntry(agent_id, label, action.as_shown, round(self._now(), 3), informed, action.tool_calls)
+            self._answers.append(entry)
+            self._latest[agent_id] = action
             self._version += 1
             for voter, vote in list(self._valid.items()):
                 self._void(vote, f"new answer {label} arrived after it")
                 self._agents[voter].status = "working"
             self._valid.clear()
-            self._emit("answer", agent_id, target=label, detail=action.content)
+            self._emit("answer", agent_id, target=label, detail=action.as_shown)
             self._notify()
             return
         if action.agent_id not in view.answers:
@@ -264,9 +280,11 @@ class Coordinator:
         self._valid[agent_id] = vote
         state.status = "voted"
         self._emit("vote", agent_id, target=action.agent_id, detail=action.reason)
+        # A vote from an agent that never answered closes round one too: agents waiting at the barrier go on.
+        self._notify()
         self._check_settled()
 
-    def _answers_in_agent_order(self) -> dict[str, str]:
+    def _answers_in_agent_order(self) -> dict[str, NewAnswer]:
         # Not arrival order: that would tell every agent who was fastest, and shuffle the answers between turns.
         return {agent_id: self._latest[agent_id] for agent_id in self.agent_ids if agent_id in self._latest}
 
@@ -309,7 +327,7 @@ class Coordinator:
         elif any(answer.informed for answer in self._answers):
             winner = next(a for a in reversed(self._answers) if a.informed).agent_id
         elif self._answers:
-            winner = _most_agreed(self._answers_in_agent_order())
+            winner = _most_agreed({agent_id: a.as_shown for agent_id, a in self._answers_in_agent_order().items()})
         self._emit("done", None, target=winner, detail=end_reason)
         return Outcome(
             end_reason=end_reason,

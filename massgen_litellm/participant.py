@@ -17,9 +17,18 @@ import litellm
 from . import local_server
 from .budget import Budget
 from .config import AgentConfig, Protocol
+from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, TurnFailed, View
 from .errors import redact
-from .protocol import Malformed, Message, correction_messages, parse_reply, tool_schemas, turn_messages
+from .protocol import (
+    Malformed,
+    Message,
+    correction_messages,
+    flatten_tool_history,
+    parse_reply,
+    tool_schemas,
+    turn_messages,
+)
 from .record import CallInfo, CallKind
 
 
@@ -48,12 +57,15 @@ class Participant:
         budget: Budget,
         max_answer_chars: int,
         note: Callable[[str], None],
+        contract: ReplyContract,
     ) -> None:
         self.agent_id = agent_id
         self.config = config
         self.protocol = pick_protocol(config)
         self.n_agents = n_agents
-        self.conversation = conversation
+        self.contract = contract
+        # A model sent no tools is sent the caller's earlier tool calls and results as text.
+        self.conversation = flatten_tool_history(conversation) if self.protocol == "text" else conversation
         self.call_timeout = call_timeout
         self.budget = budget
         self.max_answer_chars = max_answer_chars
@@ -76,24 +88,37 @@ class Participant:
     async def take_turn(self, view: View) -> Action:
         """One coordination turn: a call, and one corrective retry if the reply cannot be used."""
         self._turn += 1
-        tools = tool_schemas(view) if self.protocol == "tools" else None
+        tools = tool_schemas(view, self.contract) if self.protocol == "tools" else None
         messages = turn_messages(
-            self.conversation, self.agent_id, self.n_agents, view, self.protocol, self.config.system_message
+            self.conversation,
+            self.agent_id,
+            self.n_agents,
+            view,
+            self.protocol,
+            self.config.system_message,
+            self.contract,
         )
         reply = await self._call(messages, "turn", tools)
-        parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view)
+        parsed = self._read(reply, view)
         if isinstance(parsed, Malformed):
             messages = [*messages, *correction_messages(self._cut_reply(reply), parsed.problem)]
             reply = await self._call(messages, "retry", tools)
-            parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view)
+            parsed = self._read(reply, view)
             if isinstance(parsed, Malformed):
                 raise TurnFailed(parsed.problem)
         if isinstance(parsed, NewAnswer) and len(parsed.content) > self.max_answer_chars:
-            return NewAnswer(self._cut(parsed.content))
+            return NewAnswer(self._cut(parsed.content), parsed.tool_calls, parsed.shown)
+        return parsed
+
+    def _read(self, reply: Message, view: View) -> Action | Malformed:
+        parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view, self.contract)
+        if isinstance(parsed, NewAnswer) and self.contract.wants_json and len(parsed.content) > self.max_answer_chars:
+            # JSON cut short would not parse: too long is a correction here, not a cut.
+            return Malformed(f"the answer is longer than {self.max_answer_chars} characters; make it shorter")
         return parsed
 
     async def present(self, messages: list[Message]) -> str:
-        reply = await self._call(messages, "present", None)
+        reply = await self._call(messages, "present", None, self.contract.response_format)
         text = reply.get("content") or ""
         return self._cut(text) if len(text) > self.max_answer_chars else text
 
@@ -140,7 +165,7 @@ class Participant:
 
     def _reserve(self, kind: CallKind) -> float:
         """Take this call's requests from the run's budget; the call's timeout, never past the run's deadline."""
-        self.budget.take(1 + self.config.retries, presentation=kind == "present")
+        self.budget.take(self.config.requests_per_call, presentation=kind == "present")
         return min(self.call_timeout, self.budget.seconds_left())
 
     def _cut(self, text: str) -> str:
@@ -158,7 +183,12 @@ class Participant:
         return {**reply, "content": content[:limit] if isinstance(content, str) else content, "tool_calls": calls}
 
     def _call_kwargs(
-        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None, timeout: float
+        self,
+        messages: list[Message],
+        kind: CallKind,
+        tools: list[dict[str, Any]] | None,
+        timeout: float,
+        response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             **self._params,
@@ -171,6 +201,8 @@ class Participant:
             kwargs["metadata"]["massgen_turn"] = self._turn
         if tools:
             kwargs["tools"] = tools
+        if response_format:
+            kwargs["response_format"] = response_format
         return kwargs
 
     @contextmanager
@@ -198,7 +230,11 @@ class Participant:
             call.seconds = round(time.monotonic() - began, 4)
 
     async def _call(
-        self, messages: list[Message], kind: CallKind, tools: list[dict[str, Any]] | None
+        self,
+        messages: list[Message],
+        kind: CallKind,
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         timeout = self._reserve(kind)
         with self._recorded(kind) as call:
@@ -207,7 +243,7 @@ class Participant:
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
                 response = await asyncio.wait_for(
-                    litellm.acompletion(**self._call_kwargs(messages, kind, tools, timeout)), timeout
+                    litellm.acompletion(**self._call_kwargs(messages, kind, tools, timeout, response_format)), timeout
                 )
             except asyncio.TimeoutError:
                 why = f"call_timeout={self.call_timeout}s" if timeout == self.call_timeout else "the run's run_timeout"

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Protocol
-from .coordination import Action, NewAnswer, View, Vote
+from .contract import ReplyContract
+from .coordination import Action, NewAnswer, ToolCall, View, Vote
 
 Message = dict[str, Any]
 
 _VOTE_LINE = re.compile(r"^[\s*_#>`]*vote[\s*_`]*:[\s*_`]*(agent\d+)\b[\s*_`.]*(.*)$", re.IGNORECASE)
 _REASON_PREFIX = re.compile(r"^[\s*_]*reason[\s*_]*:[\s*_]*", re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
+_CALL_LINE = re.compile(r"^[\s*_`]*CALL[\s*_`]*:\s*([A-Za-z0-9_-]+)\s*(.*?)[\s`]*$")
+_NO_CONTRACT = ReplyContract()
 
 
 def fence_tag(agent_id: str, content: str) -> str:
@@ -37,7 +40,69 @@ def render_answers(answers: Mapping[str, str]) -> str:
     return "\n\n".join(blocks)
 
 
-def _instruction(agent_id: str, n_agents: int, view: View, protocol: Protocol) -> str:
+def render_proposal(text: str, calls: Sequence[ToolCall]) -> str:
+    """A proposed action as the other agents see it."""
+    lines = [text.strip()] if text.strip() else []
+    lines.append("[Proposed action: the application runs these calls of its tools]")
+    lines += [f"CALL: {call.name} {call.arguments or '{}'}" for call in calls]
+    return "\n".join(lines)
+
+
+def _contract_notes(contract: ReplyContract, protocol: Protocol) -> list[str]:
+    """What agents are told of the caller's tools and of the reply's format."""
+    notes = []
+    if contract.offers_tools:
+        names = ", ".join(f"`{name}`" for name in contract.tool_names())
+        if protocol == "tools":
+            how = (
+                f"The user's application has tools of its own ({names}); they are offered to you beside ours. "
+                "Nobody runs them now: to propose that the application run one or more of them, call them with "
+                "their arguments. That proposal is your answer: the others see it and vote on it, and the winning "
+                "proposal is what the application runs."
+            )
+        else:
+            listed = json.dumps([t["function"] for t in contract.tools], separators=(",", ":"))
+            how = (
+                f"The user's application has tools of its own: {listed}. Nobody runs them now: to propose that the "
+                "application run one, reply with one line per call, `CALL: tool_name {...JSON arguments...}`. That "
+                "proposal is your answer: the others see it and vote on it."
+            )
+        if contract.tool_choice == "required":
+            how += " Here an answer must be such a proposal."
+        elif contract.tool_choice != "auto":
+            how += f" Here an answer must propose `{contract.tool_choice}`."
+        else:
+            how += " If the conversation already holds what the user needs (tool results), answer in words instead."
+        notes.append(how)
+    if (format_note := contract.format_instruction()) is not None:
+        notes.append(format_note)
+    return notes
+
+
+def flatten_tool_history(conversation: Sequence[Message]) -> list[Message]:
+    """The caller's earlier tool calls and results as plain text, for models that are sent no tools (the text
+    protocol): a provider may refuse tool messages in a request that offers no tools."""
+    flat: list[Message] = []
+    for message in conversation:
+        calls = message.get("tool_calls") or []
+        if message.get("role") == "assistant" and calls:
+            said = [str(message.get("content") or "").strip()]
+            said += [f"CALL: {c['function']['name']} {c['function'].get('arguments') or '{}'}" for c in calls]
+            flat.append({"role": "assistant", "content": "\n".join(filter(None, said))})
+        elif message.get("role") in ("tool", "function"):
+            flat.append({"role": "user", "content": f"[Result of a tool call]\n{_text_of(message.get('content'))}"})
+        else:
+            flat.append(dict(message))
+    return flat
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    return str(content or "")
+
+
+def _instruction(agent_id: str, n_agents: int, view: View, protocol: Protocol, contract: ReplyContract) -> str:
     ids = ", ".join(view.answers)
     lines = [
         f"[Coordination] You are {agent_id}, one of {n_agents} agents working in parallel on the task in the "
@@ -53,6 +118,8 @@ def _instruction(agent_id: str, n_agents: int, view: View, protocol: Protocol) -
         lines.append(render_answers(view.answers))
     else:
         lines.append("No agent has answered yet.")
+    if view.can_answer:
+        lines += _contract_notes(contract, protocol)
     if protocol == "tools":
         if view.can_answer and view.can_vote:
             lines.append(
@@ -88,6 +155,7 @@ def turn_messages(
     view: View,
     protocol: Protocol,
     system_message: str | None,
+    contract: ReplyContract = _NO_CONTRACT,
 ) -> list[Message]:
     """The user's whole conversation, the agent's own system message first, and our instruction last."""
     messages: list[Message] = []
@@ -99,17 +167,20 @@ def turn_messages(
             f"You are {agent_id}, one of {n_agents} agents answering the same request in parallel. "
             "Reply with your complete answer as plain text."
         )
-        messages.append({"role": "system", "content": "\n\n".join(filter(None, [system_message, note]))})
+        notes = [system_message, note, *_contract_notes(contract, protocol)]
+        messages.append({"role": "system", "content": "\n\n".join(filter(None, notes))})
         return [*messages, *conversation]
     if system_message:
         messages.append({"role": "system", "content": system_message})
     messages.extend(conversation)
-    messages.append({"role": "user", "content": _instruction(agent_id, n_agents, view, protocol)})
+    messages.append({"role": "user", "content": _instruction(agent_id, n_agents, view, protocol, contract)})
     return messages
 
 
-def tool_schemas(view: View) -> list[dict[str, Any]]:
+def tool_schemas(view: View, contract: ReplyContract = _NO_CONTRACT) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
+    if view.can_answer and contract.offers_tools:
+        tools.extend(contract.tools)
     if view.can_answer:
         tools.append(
             {
@@ -153,14 +224,34 @@ class Malformed:
     problem: str
 
 
-def parse_reply(content: str | None, tool_calls: Sequence[Mapping[str, Any]], view: View) -> Action | Malformed:
+def parse_reply(
+    content: str | None,
+    tool_calls: Sequence[Mapping[str, Any]],
+    view: View,
+    contract: ReplyContract = _NO_CONTRACT,
+) -> Action | Malformed:
     """Read an agent's reply: a tool call if there is one, else the text protocol."""
     if tool_calls:
-        return _parse_tool_call(tool_calls[0], view)
+        names = [(call.get("function") or {}).get("name") for call in tool_calls]
+        if any(name not in ("new_answer", "vote") for name in names) and contract.offers_tools:
+            if any(name in ("new_answer", "vote") for name in names):
+                return Malformed("call either the user's tools or one of `new_answer`/`vote`, not both")
+            calls = [
+                ToolCall(str(name), (call.get("function") or {}).get("arguments") or "{}")
+                for name, call in zip(names, tool_calls, strict=True)
+            ]
+            return _proposal(content or "", calls, view, contract)
+        return _parse_tool_call(tool_calls[0], view, contract)
     text = (content or "").strip()
     if not text:
         return Malformed("the reply was empty")
     lines = text.split("\n")
+    if contract.offers_tools and view.can_answer:
+        proposed = [(i, m) for i, line in enumerate(lines) if (m := _CALL_LINE.match(line))]
+        if proposed:
+            calls = [ToolCall(m.group(1), m.group(2).strip() or "{}") for _, m in proposed]
+            rest = "\n".join(line for i, line in enumerate(lines) if i not in {i for i, _ in proposed})
+            return _proposal(rest, calls, view, contract)
     # The reply could be an answer, which may mention a vote anywhere: only a first line votes. But when a vote is
     # all the agent may give, its vote line counts wherever it is: small models often write something before it.
     # Their own reply only; other agents' answers are never parsed for votes.
@@ -176,10 +267,24 @@ def parse_reply(content: str | None, tool_calls: Sequence[Mapping[str, Any]], vi
         return _check_vote(match.group(1).lower(), reason, view)
     if not view.can_answer:
         return Malformed("you may not give another answer; vote for one of the answers shown")
-    return NewAnswer(_ANSWER_PREFIX.sub("", text, count=1))
+    return _text_answer(_ANSWER_PREFIX.sub("", text, count=1), contract)
 
 
-def _parse_tool_call(call: Mapping[str, Any], view: View) -> Action | Malformed:
+def _proposal(text: str, calls: Sequence[ToolCall], view: View, contract: ReplyContract) -> Action | Malformed:
+    if not view.can_answer:
+        return Malformed("you may not give another answer; vote for one of the answers shown")
+    problem = contract.check_calls(calls)
+    if problem:
+        return Malformed(problem)
+    return NewAnswer(text.strip(), tuple(calls), shown=render_proposal(text, calls))
+
+
+def _text_answer(text: str, contract: ReplyContract) -> NewAnswer | Malformed:
+    problem = contract.check_text(text)
+    return Malformed(problem) if problem else NewAnswer(text)
+
+
+def _parse_tool_call(call: Mapping[str, Any], view: View, contract: ReplyContract) -> Action | Malformed:
     function = call.get("function") or {}
     name = function.get("name")
     try:
@@ -194,13 +299,14 @@ def _parse_tool_call(call: Mapping[str, Any], view: View) -> Action | Malformed:
         answer = arguments.get("content")
         if not isinstance(answer, str) or not answer.strip():
             return Malformed("`new_answer` needs a non-empty string `content`")
-        return NewAnswer(answer.strip())
+        return _text_answer(answer.strip(), contract)
     if name == "vote":
         target = arguments.get("agent_id")
         reason = arguments.get("reason")
         return _check_vote(target if isinstance(target, str) else "", reason if isinstance(reason, str) else "", view)
     return Malformed(
-        f"there is no tool `{name}`; the tools are: " + ", ".join(t["function"]["name"] for t in tool_schemas(view))
+        f"there is no tool `{name}`; the tools are: "
+        + ", ".join(t["function"]["name"] for t in tool_schemas(view, contract))
     )
 
 
@@ -232,6 +338,7 @@ def presentation_messages(
     answers: Mapping[str, str],
     reasons: Sequence[tuple[str, str, str]],
     system_message: str | None,
+    format_note: str | None = None,
 ) -> list[Message]:
     """Ask the winner to write the final reply, with every final answer and every counted vote's reason."""
     votes = "\n".join(
@@ -244,6 +351,8 @@ def presentation_messages(
         "Now write the final reply to the user's last message. Base it on your chosen answer, improved only by "
         "points the others got right. Reply with the answer itself: do not mention agents, votes or this process."
     )
+    if format_note:
+        instruction += f"\n\n{format_note}"
     messages: list[Message] = []
     if system_message:
         messages.append({"role": "system", "content": system_message})

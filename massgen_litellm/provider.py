@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from litellm import CustomLLM
-from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices, Usage
+from litellm.types.utils import (
+    ChatCompletionDeltaToolCall,
+    ChatCompletionMessageToolCall,
+    Delta,
+    Function,
+    ModelResponse,
+    ModelResponseStream,
+    StreamingChoices,
+    Usage,
+)
 
 from . import portal
+from .coordination import NewAnswer
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
 from .record import RunRecord
 from .request import build_request
-from .run import Content, Progress, Run
+from .run import Calls, Content, Progress, Run
 
 RECORD_FIELD = "massgen"
 EVENT_FIELD = "massgen_event"  # on each progress chunk: what happened, as data (see Run.stream)
@@ -47,11 +58,11 @@ class MassGenLLM(CustomLLM):
         run = self._start(model, messages, kwargs)
         try:
             await run.coordinate()
-            content = await run.final_answer()
+            reply = await run.final_answer()
         finally:
             record = run.finish()
         assert record is not None
-        return _completion(kwargs.get("model_response") or ModelResponse(), run, record, content)
+        return _completion(kwargs.get("model_response") or ModelResponse(), run, record, reply)
 
     def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
         return portal.call(self.acompletion(model, messages, *args, **kwargs))
@@ -68,10 +79,10 @@ class MassGenLLM(CustomLLM):
                     chunk = _chunk(run, Delta(reasoning_content=piece.text))
                     setattr(chunk, EVENT_FIELD, piece.event)
                     yield chunk
-                elif isinstance(piece, Content):
+                else:
                     if last is not None:
                         yield last
-                    last = _chunk(run, Delta(content=piece.text))
+                    last = _chunk(run, _delta(piece))
         except Exception:
             if last is not None:  # the part of the reply that did arrive, before the error that ends it
                 yield last
@@ -86,7 +97,7 @@ class MassGenLLM(CustomLLM):
         closing = _chunk(run, Delta())
         closing.usage = Usage(**record.usage.model_dump())
         yield closing
-        yield _chunk(run, Delta(), finish_reason="stop")
+        yield _chunk(run, Delta(), finish_reason="tool_calls" if last.choices[0].delta.tool_calls else "stop")
 
     def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
         return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
@@ -98,16 +109,39 @@ def from_proxy(litellm_params: Mapping[str, Any]) -> bool:
     return bool(litellm_params.get("proxy_server_request"))
 
 
-def _completion(response: ModelResponse, run: Run, record: RunRecord, content: str) -> ModelResponse:
+def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: NewAnswer) -> ModelResponse:
     response.model = run.model
-    response.choices[0].message.content = content
-    response.choices[0].finish_reason = "stop"
+    message = response.choices[0].message
+    message.content = reply.content or None if reply.tool_calls else reply.content
+    if reply.tool_calls:
+        message.tool_calls = [
+            ChatCompletionMessageToolCall(id=_call_id(), type="function", function=Function(name=c.name, arguments=c.arguments))
+            for c in reply.tool_calls
+        ]
+    response.choices[0].finish_reason = "tool_calls" if reply.tool_calls else "stop"
     response.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
     # LiteLLM prices a response by this field when it is set, so the run's cost is what its users and the proxy's
     # spend tracking see.
     response._hidden_params["response_cost"] = record.cost
     setattr(response, RECORD_FIELD, record.model_dump(mode="json"))
     return response
+
+
+def _delta(piece: Content | Calls) -> Delta:
+    if isinstance(piece, Content):
+        return Delta(content=piece.text)
+    return Delta(
+        tool_calls=[
+            ChatCompletionDeltaToolCall(
+                id=_call_id(), type="function", index=index, function=Function(name=c.name, arguments=c.arguments)
+            )
+            for index, c in enumerate(piece.calls)
+        ]
+    )
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _chunk(run: Run, delta: Delta, finish_reason: str | None = None) -> ModelResponseStream:

@@ -55,12 +55,20 @@ class AgentInfo(BaseModel):
     error: str | None = None
 
 
+class ToolCallInfo(BaseModel):
+    name: str
+    arguments: str
+
+
 class AnswerInfo(BaseModel):
     label: str
     agent_id: str
     content: str
     at: Seconds
     informed: bool = Field(False, description="Its author had seen another agent's answer.")
+    tool_calls: list[ToolCallInfo] = Field(
+        default_factory=list, description="A proposed action: calls of the caller's tools (never run by the team)."
+    )
 
 
 class VoteInfo(BaseModel):
@@ -99,7 +107,10 @@ class RunRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
     trusted: bool = Field(True, description="False: the request came through a proxy, under the preset's client rules.")
     options: RunOptions | None = Field(None, description="The limits the run ran under.")
-    requests_reserved: int = Field(0, description="Upstream requests taken from max_calls (1 + num_retries a call).")
+    requests_reserved: int = Field(0, description="Upstream requests taken from max_calls (1 + 2 x num_retries a call).")
+    tool_calls: list[ToolCallInfo] = Field(
+        default_factory=list, description="The reply's tool calls, if it is an action."
+    )
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the record as `<UTC time>-<run id>.json`, atomically: a reader never sees half a file."""

@@ -33,6 +33,7 @@ from .config import (
     RunOptions,
     Sampling,
 )
+from .contract import ReplyContract, build_contract
 from .errors import MassGenInputError, describe_validation_error
 from .presets import PresetStore
 from .protocol import Message
@@ -43,13 +44,8 @@ logger = logging.getLogger("massgen_litellm")
 _PLUMBING = frozenset(
     {"stream", "stream_options", "user", "metadata", "extra_headers", "max_retries", "drop_params", "api_version"}
 )
-# Features a coordination run cannot honour: refused rather than dropped, so the caller is not misled.
-_UNSUPPORTED = {
-    "tools": "client tools are not supported: the agents' tools are the coordination's own",
-    "functions": "client functions are not supported: the agents' tools are the coordination's own",
-    "tool_choice": "tool_choice is not supported: the agents' tools are the coordination's own",
-    "function_call": "function_call is not supported: the agents' tools are the coordination's own",
-}
+# What the caller asks of the reply (contract.py): its tools and its format.
+_CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # A rough, cheap token count (no tokenizer on the hot path): enough to refuse a conversation that could not fit.
 _CHARS_PER_TOKEN = 4
@@ -64,6 +60,7 @@ class RunRequest:
     sampling: dict[str, Any]
     ignored_params: list[str] = field(default_factory=list)
     trusted: bool = True
+    contract: ReplyContract = field(default_factory=ReplyContract)
 
 
 def build_request(
@@ -79,11 +76,11 @@ def build_request(
     preset = store.load(preset_name)
     params = _merge_params(optional_params)
 
-    for name, why in _UNSUPPORTED.items():
-        if params.get(name):
-            raise MassGenInputError(f"{why}. Remove '{name}' from the request.")
     if params.get("n") not in (None, 1):
-        raise MassGenInputError("n must be 1: a coordination run produces one voted answer")
+        raise MassGenInputError(
+            "n must be 1: a coordination run produces one voted answer (run the request n times for n of them)"
+        )
+    contract = build_contract(params, trusted)
 
     if params.get("models") is None:
         agents = list(preset.agents)
@@ -110,11 +107,11 @@ def build_request(
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
 
-    known = {"models", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_UNSUPPORTED}
+    known = {"models", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
-    return RunRequest(preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted)
+    return RunRequest(preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract)
 
 
 def _merge_params(optional_params: Mapping[str, Any]) -> dict[str, Any]:

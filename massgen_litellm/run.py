@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 
 from . import memory
 from .budget import Budget
-from .coordination import Action, Coordinator, Event, Limits, Outcome, View
+from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
 from .participant import Participant
 from .protocol import presentation_messages
-from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, UsageInfo, VoteInfo
+from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, ToolCallInfo, UsageInfo, VoteInfo
 from .request import RunRequest
 
 logger = logging.getLogger("massgen_litellm")
@@ -38,6 +38,13 @@ class Content:
     text: str
 
 
+@dataclass(frozen=True)
+class Calls:
+    """The winning proposed action: calls of the caller's tools, for it to run."""
+
+    calls: tuple[ToolCall, ...]
+
+
 class Run:
     def __init__(self, request: RunRequest, parent_call_id: str | None = None) -> None:
         self.request = request
@@ -54,7 +61,7 @@ class Run:
         n = len(request.agents)
         options = request.options
         # The presentation's requests are held back from the start, so the agents cannot spend them.
-        presenting = max(1 + config.retries for config in request.agents) if options.final == "present" else 0
+        presenting = max(config.requests_per_call for config in request.agents) if options.final == "present" else 0
         self.budget = Budget(options.max_calls, options.max_run_tokens, options.run_timeout, held_back=presenting)
         self.participants = {
             f"agent{i}": Participant(
@@ -69,6 +76,7 @@ class Run:
                 budget=self.budget,
                 max_answer_chars=options.max_answer_chars,
                 note=self.notes.append,
+                contract=request.contract,
             )
             for i, config in enumerate(request.agents, start=1)
         }
@@ -104,7 +112,7 @@ class Run:
         causes = "; ".join(f"{agent_id}: {cause}" for agent_id, cause in failures.items())
         return no_answer(f"no agent gave a usable answer within its limits. {causes}", self.model)
 
-    def _winner(self) -> tuple[Participant, str]:
+    def _winner(self) -> tuple[Participant, NewAnswer]:
         assert self.outcome is not None and self.outcome.winner is not None, "coordinate() first"
         winner = self.outcome.winner
         return self.participants[winner], self.outcome.latest_answers[winner]
@@ -126,13 +134,18 @@ class Run:
         return presentation_messages(
             self.request.conversation,
             participant.agent_id,
-            self.outcome.latest_answers,
+            {agent_id: answer.as_shown for agent_id, answer in self.outcome.latest_answers.items()},
             reasons,
             participant.config.system_message,
+            self.request.contract.format_instruction(),
         )
 
-    async def final_answer(self) -> str:
+    async def final_answer(self) -> NewAnswer:
+        """The reply: the winner's presentation, its answer verbatim, or the winning proposed action as voted."""
         participant, answer = self._winner()
+        if answer.tool_calls:
+            # A proposed action is returned as voted: a presentation could change the very calls the votes chose.
+            return answer
         presenter = self._presenter()
         if presenter is None:
             return answer
@@ -142,20 +155,33 @@ class Run:
             return self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
         if not text.strip():
             return self._fall_back(answer, f"{participant.agent_id} presented an empty reply")
+        problem = self.request.contract.check_text(text)
+        if problem:
+            return self._fall_back(
+                answer, f"the presentation by {participant.agent_id} broke the response_format: {problem}"
+            )
         self.presented_by = participant.agent_id
-        return text
+        return NewAnswer(text)
 
-    async def final_answer_stream(self) -> AsyncIterator[str]:
+    async def final_answer_stream(self) -> AsyncIterator[Content | Calls]:
         participant, answer = self._winner()
+        if answer.tool_calls or self.request.contract.wants_json:
+            # Calls come whole, and JSON is checked before it is sent: neither streams delta by delta.
+            final = await self.final_answer()
+            if final.content:
+                yield Content(final.content)
+            if final.tool_calls:
+                yield Calls(final.tool_calls)
+            return
         presenter = self._presenter()
         if presenter is None:
-            yield answer
+            yield Content(answer.content)
             return
         sent = False
         try:
             async for delta in presenter.present_stream(self._presentation_messages(presenter)):
                 sent = True
-                yield delta
+                yield Content(delta)
         except Exception as exc:
             if sent:  # half the reply is already with the caller: nothing honest to fall back to
                 raise no_answer(
@@ -163,20 +189,20 @@ class Run:
                     f"reply is incomplete ({exc})",
                     self.model,
                 ) from exc
-            yield self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
+            yield Content(self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})").content)
             return
         if not sent:
-            yield self._fall_back(answer, f"{participant.agent_id} presented an empty reply")
+            yield Content(self._fall_back(answer, f"{participant.agent_id} presented an empty reply").content)
             return
         self.presented_by = participant.agent_id
 
-    def _fall_back(self, answer: str, why: str) -> str:
+    def _fall_back(self, answer: NewAnswer, why: str) -> NewAnswer:
         """The run already has a voted answer; a failed presentation must not lose it."""
         self.notes.append(f"{why}; its voted answer is returned verbatim")
         logger.warning("massgen run %s: %s; returning the voted answer", self.run_id, why)
         return answer
 
-    async def stream(self) -> AsyncIterator[Progress | Content]:
+    async def stream(self) -> AsyncIterator[Progress | Content | Calls]:
         """Progress lines while the agents work, then the final answer as the winner streams it."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         agents = [{"id": agent_id, "model": p.config.model} for agent_id, p in self.participants.items()]
@@ -194,8 +220,8 @@ class Run:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        async for delta in self.final_answer_stream():
-            yield Content(delta)
+        async for piece in self.final_answer_stream():
+            yield piece
 
     def _spent(self) -> dict[str, object]:
         """Tokens and cost of the calls finished so far."""
@@ -271,7 +297,14 @@ class Run:
             presented_by=self.presented_by,
             agents=agents,
             answers=[
-                AnswerInfo(label=a.label, agent_id=a.agent_id, content=a.content, at=a.at, informed=a.informed)
+                AnswerInfo(
+                    label=a.label,
+                    agent_id=a.agent_id,
+                    content=a.content,
+                    at=a.at,
+                    informed=a.informed,
+                    tool_calls=[ToolCallInfo(name=c.name, arguments=c.arguments) for c in a.tool_calls],
+                )
                 for a in outcome.answers
             ],
             votes=[

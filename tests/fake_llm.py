@@ -39,6 +39,7 @@ class Reply:
     body: bytes | None = None  # sent as is, with status 200: broken JSON, a response without choices...
     cut_after: int | None = None  # over a real socket: send this many bytes of the body, then drop the connection
     endless: float | None = None  # over a real socket, streamed: one content chunk every this many seconds, forever
+    more_tools: list[tuple[str, Any]] = field(default_factory=list)  # further tool calls in the same reply
 
 
 def answer(content: str, delay: float = 0.0) -> Reply:
@@ -222,9 +223,15 @@ class FakeLLM:
 def _message(reply: Reply) -> tuple[dict[str, Any], str]:
     if reply.tool is None:
         return {"role": "assistant", "content": reply.content}, "stop"
-    arguments = reply.arguments if isinstance(reply.arguments, str) else json.dumps(reply.arguments)
-    tool_call = {"id": "call_1", "type": "function", "function": {"name": reply.tool, "arguments": arguments}}
-    return {"role": "assistant", "content": None, "tool_calls": [tool_call]}, "tool_calls"
+    tool_calls = [
+        {
+            "id": f"call_{index}",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)},
+        }
+        for index, (name, arguments) in enumerate([(reply.tool, reply.arguments), *reply.more_tools], start=1)
+    ]
+    return {"role": "assistant", "content": reply.content, "tool_calls": tool_calls}, "tool_calls"
 
 
 def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, int]:

@@ -58,6 +58,23 @@ async def test_round_one_is_a_barrier_so_no_turn_is_taken_on_a_partial_view():
     assert outcome.end_reason == "consensus"
 
 
+async def test_an_agent_that_votes_without_answering_releases_the_barrier():
+    # agent2 fails to answer at first, then votes for agent1 on its second turn without ever answering. agent1,
+    # waiting at the barrier for agent2's first answer, must wake and vote too: consensus, not a timeout.
+    turns = {"agent2": 0}
+
+    def agent2(view: View) -> Action:
+        turns["agent2"] += 1
+        if "agent1" not in view.answers:
+            raise TurnFailed("not yet")
+        return Vote("agent1", "right")
+
+    policies = {"agent1": answer_or_vote("4", "agent1"), "agent2": agent2}
+    outcome = await asyncio.wait_for(run(policies, delays={"agent2": 0.02}, limits=Limits(run_timeout=30)), 5)
+    assert outcome.end_reason == "consensus" and outcome.tally == {"agent1": 2}
+    assert outcome.duration < 1
+
+
 async def test_a_failed_agent_releases_the_barrier():
     async def take_turn(agent_id: str, view: View) -> Action:
         if agent_id == "agent3":

@@ -119,12 +119,6 @@ async def test_bad_messages_are_a_400(registered, messages):
         await litellm.acompletion(model="massgen/build", messages=messages)
 
 
-async def test_client_tools_are_refused_not_dropped(registered):
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
-    with pytest.raises(litellm.BadRequestError, match="tools"):
-        await litellm.acompletion(model="massgen/build", messages=QUESTION, tools=tools)
-
-
 async def test_unset_environment_key_is_a_400_naming_the_variable(registered, monkeypatch):
     monkeypatch.delenv("MASSGEN_TEST_KEY", raising=False)
     with pytest.raises(litellm.BadRequestError, match="MASSGEN_TEST_KEY"):

@@ -73,16 +73,16 @@ def test_massgen_participants_are_never_a_clients_choice():
 
 
 async def test_max_calls_counts_every_request_and_keeps_the_presentations(fake, registered):
-    # Two agents that never agree; each call may cost 1 + num_retries=1 requests, so 10 requests are 5 calls,
-    # two of them held back for the presentation.
+    # Two agents that never agree; with num_retries=1 a call may cost 3 requests, so 15 requests are 5 calls, three
+    # of them held back for the presentation.
     fake.script("a", lambda call: answer(f"a{len(fake.calls)}") if not call.is_presentation else Reply(content="Final"))
     fake.script("b", lambda call: answer(f"b{len(fake.calls)}"))
     entries = [agent("a", num_retries=1), agent("b", num_retries=1)]
-    write_preset(registered, "team", entries, max_calls=10, max_answers_per_agent=20, max_turns_per_agent=50)
+    write_preset(registered, "team", entries, max_calls=15, max_answers_per_agent=20, max_turns_per_agent=50)
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     record = response.massgen
     assert record["end_reason"] == "budget"
-    assert len(fake.calls) == 5 and record["requests_reserved"] == 10
+    assert len(fake.calls) == 5 and record["requests_reserved"] == 15
     assert fake.calls[-1].is_presentation and response.choices[0].message.content == "Final"
 
 
@@ -121,7 +121,9 @@ async def test_a_reply_that_fails_counts_its_retries(fake, registered):
     fake.script("down", lambda call: fail(500))
     write_preset(registered, "team", [agent("a"), agent("down", num_retries=2)], final="winner_answer")
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
-    assert len(fake.calls_of("down")) == 3
+    # The budget reserved the most LiteLLM may send for the failed call, and it sent no more than that.
+    assert 3 <= len(fake.calls_of("down")) <= 5
+    assert response.massgen["requests_reserved"] == 5 + 3 * 2  # down's one call, a's two calls
     failed = next(a for a in response.massgen["agents"] if a["id"] == "agent2")
     assert failed["status"] == "failed"
 
@@ -154,3 +156,30 @@ def test_report_of_a_record_with_an_impossible_duration_is_one_error_line(tmp_pa
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: {path} is not a run record: duration_seconds")
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("from_proxy", [False, True])
+async def test_a_proxy_clients_schema_patterns_are_not_run_on_the_server(fake, registered, from_proxy):
+    # A regular expression chosen by a client could hold the event loop for as long as it likes (catastrophic
+    # backtracking), so a proxy client's `pattern`s are not enforced; an in-process caller's are.
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"code": {"type": "string", "pattern": "^(a+)+$"}}},
+        },
+    }
+    # Thirty a's and a '!' keep `re` busy for about half a minute here; in process a quick mismatch will do.
+    refused = "a" * 30 + "!" if from_proxy else "b"
+    proposals = iter(
+        [
+            Reply(tool="lookup", arguments={"code": refused}),
+            Reply(tool="lookup", arguments={"code": "aaa"}),
+        ]
+    )
+    fake.script("a", lambda call: vote("agent1") if "agent1" in call.answers else next(proposals))
+    write_preset(registered, "team", [agent("a")], final="winner_answer")
+    extra = FROM_PROXY if from_proxy else {}
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION, tools=[tool], **extra)
+    arguments = json.loads(response.choices[0].message.tool_calls[0].function.arguments)
+    assert arguments == {"code": refused if from_proxy else "aaa"}
