@@ -8,7 +8,10 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import McpServer
 
 PROXY_CONFIG = """\
 model_list:
@@ -43,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("presets", help="list the available presets and their agents")
     check = commands.add_parser("check", help="validate a preset file and show its resolved agents")
     check.add_argument("file", type=Path)
+    check.add_argument("--connect", action="store_true", help="start each MCP server and list its tools")
     commands.add_parser("proxy-config", help="print a LiteLLM proxy config that serves every preset")
     report = commands.add_parser("report", help="render a run record (JSON) as a self-contained HTML page")
     report.add_argument("record", type=Path)
@@ -55,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(args.record, args.output)
     if args.command == "check":
-        return _check(args.file)
+        return _check(args.file, args.connect)
     if args.command == "presets":
         return _presets()
     return _ask(args)
@@ -75,7 +79,7 @@ def _presets() -> int:
     return 0
 
 
-def _check(path: Path) -> int:
+def _check(path: Path, connect: bool = False) -> int:
     from .config import ENV_KEY_PREFIX
     from .errors import MassGenInputError
     from .participant import pick_protocol
@@ -96,9 +100,30 @@ def _check(path: Path) -> int:
             key = raw  # the variable's name, never a value
         sampling = ", ".join(f"{k}={v}" for k, v in agent.sampling().items()) or "defaults"
         print(f"  agent{index}: {agent.model}  protocol={pick_protocol(agent)}  sampling: {sampling}  key: {key}")
+        servers = preset.servers_for(agent)
+        if servers:
+            tools = "" if pick_protocol(agent) == "tools" else " (not used: text-protocol agents get no tools)"
+            print(f"    MCP servers: {', '.join(_describe_server(server) for server in servers)}{tools}")
     for problem in agent_problems(preset.agents):
         print(f"warning: {problem}", file=sys.stderr)
+    if connect:
+        import asyncio
+
+        from .mcp_tools import list_tools
+
+        unique = {server.name: server for agent in preset.agents for server in preset.servers_for(agent)}
+        for name, found in asyncio.run(list_tools(list(unique.values()))).items():
+            print(f"  {name}: {found if isinstance(found, str) else ', '.join(found)}")
     return 0
+
+
+def _describe_server(server: McpServer) -> str:
+    """A server as `check` shows it: how it is reached, and header values masked (they are often keys)."""
+    where = " ".join([server.command or "", *server.args]) if server.command else str(server.url)
+    headers = ", ".join(f"{name}: ***" for name in server.headers)
+    allowed = f" tools={','.join(server.tools)}" if server.tools is not None else ""
+    per_run = " per_run" if server.per_run else ""
+    return f"{server.name} ({where}{'; headers ' + headers if headers else ''}{allowed}{per_run})"
 
 
 def _report(record_path: Path, output: Path | None) -> int:

@@ -10,7 +10,7 @@ import fnmatch
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
 MAX_AGENTS = 32
 # Far above any model's output limit; a bound so that no request can ask a provider for an absurd reply.
@@ -121,6 +121,13 @@ class RunOptions(BaseModel):
     max_answer_chars: int = Field(
         40_000, ge=100, le=10_000_000, description="A reply longer than this is cut to it, streamed ones too."
     )
+    max_tool_calls_per_turn: int = Field(
+        5, ge=0, le=50, description="Calls of the agents' own (MCP) tools one turn may make before it must answer."
+    )
+    tool_timeout: float = Field(30.0, gt=0, le=3600, description="Seconds for one call of an MCP tool.")
+    tool_result_chars: int = Field(
+        4_000, ge=100, le=1_000_000, description="A tool result is cut to this, for the agent and for the others."
+    )
 
 
 RUN_OPTION_NAMES = tuple(RunOptions.model_fields)
@@ -158,12 +165,62 @@ class ClientPolicy(BaseModel):
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
 
+class McpServer(BaseModel):
+    """An MCP server whose tools agents may call: a command on this machine (stdio) or a URL (streamable HTTP).
+
+    Only a preset, a file on the server, declares one; no request can add a server, a command or a URL.
+    `env` and `headers` values may be `os.environ/NAME`, read when the server starts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,23}$", description="Prefix of its tools' names.")
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = Field(None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    tools: list[str] | None = Field(None, description="The server's tools agents may call; default: all.")
+    per_run: bool = Field(
+        False, description="A fresh server for every run (a stateful server); default: one per process, reused."
+    )
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (a stdio server) or url (a streamable HTTP server)")
+        if self.command is None and (self.args or self.env):
+            raise ValueError("args and env go with command")
+        if self.url is None and self.headers:
+            raise ValueError("headers go with url")
+        return self
+
+
+class PresetAgent(AgentConfig):
+    """An agent as a preset declares it: it may have MCP servers of its own, which a request's agents may not."""
+
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+
+
 class Preset(RunOptions):
     """A named team: `presets/<name>.yaml`."""
 
     description: str = ""
-    agents: list[AgentConfig] = Field(min_length=1, max_length=MAX_AGENTS)
+    agents: list[PresetAgent] = Field(min_length=1, max_length=MAX_AGENTS)
     clients: ClientPolicy = Field(default_factory=ClientPolicy)
+    mcp_servers: list[McpServer] = Field(default_factory=list, description="Servers every agent may use.")
+
+    @model_validator(mode="after")
+    def _unique_server_names(self) -> Preset:
+        for agent in self.agents:
+            names = [server.name for server in [*self.mcp_servers, *agent.mcp_servers]]
+            if len(names) != len(set(names)):
+                raise ValueError(f"MCP server names must be unique for each agent: {names}")
+        return self
+
+    def servers_for(self, agent: AgentConfig) -> list[McpServer]:
+        own = agent.mcp_servers if isinstance(agent, PresetAgent) else []
+        return [*self.mcp_servers, *own]
 
     def options(self) -> RunOptions:
         return RunOptions.model_validate({name: getattr(self, name) for name in RUN_OPTION_NAMES})

@@ -50,10 +50,21 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ToolWork:
+    """A call an agent made of its own tools during a turn, and what came back: the work behind its answer."""
+
+    tool: str
+    arguments: str
+    result: str
+    error: bool = False
+
+
+@dataclass(frozen=True)
 class NewAnswer:
     content: str  # the agent's text: the reply itself, or what goes with a proposed action
     tool_calls: tuple[ToolCall, ...] = ()  # a proposed action: the answer is "run these"
     shown: str | None = None  # what the other agents are shown of it, where that is not just `content`
+    work: tuple[ToolWork, ...] = ()
 
     @property
     def as_shown(self) -> str:
@@ -105,6 +116,7 @@ class AnswerEntry:
     at: float
     informed: bool = False  # its author had seen another agent's answer
     tool_calls: tuple[ToolCall, ...] = ()
+    work: tuple[ToolWork, ...] = ()
 
 
 @dataclass
@@ -256,7 +268,9 @@ class Coordinator:
             state.answers += 1
             label = f"{agent_id}.{state.answers}"
             informed = any(other != agent_id for other in view.answers)
-            entry = AnswerEntry(agent_id, label, action.as_shown, round(self._now(), 3), informed, action.tool_calls)
+            entry = AnswerEntry(
+                agent_id, label, action.as_shown, round(self._now(), 3), informed, action.tool_calls, action.work
+            )
             self._answers.append(entry)
             self._latest[agent_id] = action
             self._version += 1

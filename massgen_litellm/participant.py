@@ -18,14 +18,16 @@ from . import local_server
 from .budget import Budget
 from .config import AgentConfig, Protocol
 from .contract import ReplyContract
-from .coordination import Action, AgentFailed, NewAnswer, TurnFailed, View
+from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
 from .errors import redact
+from .mcp_tools import ToolBox
 from .protocol import (
     Malformed,
     Message,
     correction_messages,
     flatten_tool_history,
     parse_reply,
+    render_answer,
     tool_schemas,
     turn_messages,
 )
@@ -58,12 +60,17 @@ class Participant:
         max_answer_chars: int,
         note: Callable[[str], None],
         contract: ReplyContract,
+        toolbox: ToolBox | None = None,
+        max_tool_calls: int = 0,
     ) -> None:
         self.agent_id = agent_id
         self.config = config
         self.protocol = pick_protocol(config)
         self.n_agents = n_agents
         self.contract = contract
+        # Text-protocol agents get no tools of their own: their replies are read as text, not as calls.
+        self.toolbox = toolbox if self.protocol == "tools" else None
+        self.max_tool_calls = max_tool_calls
         # A model sent no tools is sent the caller's earlier tool calls and results as text.
         self.conversation = flatten_tool_history(conversation) if self.protocol == "text" else conversation
         self.call_timeout = call_timeout
@@ -98,7 +105,13 @@ class Participant:
             self.config.system_message,
             self.contract,
         )
-        reply = await self._call(messages, "turn", tools)
+        reply = await self._call(messages, "turn", [*(tools or []), *self._own_tools()])
+        work: list[ToolWork] = []
+        while self._uses_own_tools(reply):
+            # Its own tools first (as many rounds as max_tool_calls_per_turn allows), then the turn's answer or vote.
+            messages = [*messages, *await self._run_own_tools(reply, work)]
+            offered = self._own_tools() if len(work) < self.max_tool_calls else []
+            reply = await self._call(messages, "turn", [*(tools or []), *offered])
         parsed = self._read(reply, view)
         if isinstance(parsed, Malformed):
             messages = [*messages, *correction_messages(self._cut_reply(reply), parsed.problem)]
@@ -106,9 +119,48 @@ class Participant:
             parsed = self._read(reply, view)
             if isinstance(parsed, Malformed):
                 raise TurnFailed(parsed.problem)
-        if isinstance(parsed, NewAnswer) and len(parsed.content) > self.max_answer_chars:
-            return NewAnswer(self._cut(parsed.content), parsed.tool_calls, parsed.shown)
-        return parsed
+        if not isinstance(parsed, NewAnswer):
+            return parsed
+        content = self._cut(parsed.content) if len(parsed.content) > self.max_answer_chars else parsed.content
+        if not work and content == parsed.content:
+            return parsed
+        shown = render_answer(content, parsed.tool_calls, work)
+        return NewAnswer(content, parsed.tool_calls, shown, tuple(work))
+
+    def _own_tools(self) -> list[dict[str, Any]]:
+        return self.toolbox.schemas if self.toolbox is not None and self.max_tool_calls else []
+
+    def _uses_own_tools(self, reply: Message) -> bool:
+        names = [(c.get("function") or {}).get("name") for c in reply.get("tool_calls") or []]
+        return self.toolbox is not None and any(self.toolbox.owns(str(name)) for name in names)
+
+    async def _run_own_tools(self, reply: Message, work: list[ToolWork]) -> list[Message]:
+        """Run the agent's calls of its own tools, at once and off the event loop's critical path; every call in the
+        reply gets its tool message, as providers require."""
+        assert self.toolbox is not None
+        calls = reply.get("tool_calls") or []
+        room = self.max_tool_calls - len(work)
+        runnable = [c for c in calls if self.toolbox.owns(c["function"]["name"])][:room]
+        results = await asyncio.gather(
+            *(self.toolbox.call(c["function"]["name"], c["function"].get("arguments") or "{}") for c in runnable)
+        )
+        answers: list[Message] = []
+        done = dict(zip((id(c) for c in runnable), results, strict=True))
+        for call in calls:
+            result = done.get(id(call))
+            if result is None:
+                text = (
+                    f"Not run: max_tool_calls_per_turn ({self.max_tool_calls}) is used up; answer or vote now."
+                    if self.toolbox.owns(call["function"]["name"])
+                    else "Not run: call new_answer or vote on its own, after your tools' results."
+                )
+            else:
+                text = f"Error: {result.text}" if result.error else result.text
+                arguments = call["function"].get("arguments") or "{}"
+                work.append(ToolWork(call["function"]["name"], arguments, result.text, result.error))
+            answers.append({"role": "tool", "tool_call_id": call.get("id") or "", "content": text})
+        assistant = {"role": "assistant", "content": reply.get("content"), "tool_calls": calls}
+        return [assistant, *answers]
 
     def _read(self, reply: Message, view: View) -> Action | Malformed:
         parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view, self.contract)

@@ -20,6 +20,20 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 
 
+def loop() -> asyncio.AbstractEventLoop:
+    """The process's long-lived background loop: what must outlive any one caller's loop (LiteLLM's cached clients,
+    MCP server connections) lives here."""
+    return _portal_loop()
+
+
+async def run_there(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` on the portal loop from any loop, without blocking the caller's; cancelling cancels it there."""
+    target = _portal_loop()
+    if asyncio.get_running_loop() is target:
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, target))
+
+
 def _portal_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import Protocol
 from .contract import ReplyContract
-from .coordination import Action, NewAnswer, ToolCall, View, Vote
+from .coordination import Action, NewAnswer, ToolCall, ToolWork, View, Vote
 
 Message = dict[str, Any]
 
@@ -40,11 +40,18 @@ def render_answers(answers: Mapping[str, str]) -> str:
     return "\n\n".join(blocks)
 
 
-def render_proposal(text: str, calls: Sequence[ToolCall]) -> str:
-    """A proposed action as the other agents see it."""
+def render_answer(text: str, calls: Sequence[ToolCall] = (), work: Sequence[ToolWork] = ()) -> str:
+    """An answer as the other agents see it: its text, the action it proposes, and the work behind it."""
     lines = [text.strip()] if text.strip() else []
-    lines.append("[Proposed action: the application runs these calls of its tools]")
-    lines += [f"CALL: {call.name} {call.arguments or '{}'}" for call in calls]
+    if calls:
+        lines.append("[Proposed action: the application runs these calls of its tools]")
+        lines += [f"CALL: {call.name} {call.arguments or '{}'}" for call in calls]
+    if work:
+        lines.append("[Work behind this answer: the calls its author made of its own tools, and what they returned]")
+        for done in work:
+            outcome = "error" if done.error else "result"
+            result = "\n  ".join(done.result.splitlines()) or "(empty)"
+            lines.append(f"- {done.tool} {done.arguments or '{}'}\n  {outcome}: {result}")
     return "\n".join(lines)
 
 
@@ -276,7 +283,7 @@ def _proposal(text: str, calls: Sequence[ToolCall], view: View, contract: ReplyC
     problem = contract.check_calls(calls)
     if problem:
         return Malformed(problem)
-    return NewAnswer(text.strip(), tuple(calls), shown=render_proposal(text, calls))
+    return NewAnswer(text.strip(), tuple(calls), shown=render_answer(text, calls))
 
 
 def _text_answer(text: str, contract: ReplyContract) -> NewAnswer | Malformed:

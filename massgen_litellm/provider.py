@@ -115,7 +115,9 @@ def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: New
     message.content = reply.content or None if reply.tool_calls else reply.content
     if reply.tool_calls:
         message.tool_calls = [
-            ChatCompletionMessageToolCall(id=_call_id(), type="function", function=Function(name=c.name, arguments=c.arguments))
+            ChatCompletionMessageToolCall(
+                id=_call_id(), type="function", function=Function(name=c.name, arguments=c.arguments)
+            )
             for c in reply.tool_calls
         ]
     response.choices[0].finish_reason = "tool_calls" if reply.tool_calls else "stop"

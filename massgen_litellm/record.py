@@ -60,6 +60,15 @@ class ToolCallInfo(BaseModel):
     arguments: str
 
 
+class ToolWorkInfo(BaseModel):
+    """A call an agent made of its own (MCP) tools, and what came back, cut to tool_result_chars."""
+
+    tool: str
+    arguments: str
+    result: str
+    error: bool = False
+
+
 class AnswerInfo(BaseModel):
     label: str
     agent_id: str
@@ -69,6 +78,7 @@ class AnswerInfo(BaseModel):
     tool_calls: list[ToolCallInfo] = Field(
         default_factory=list, description="A proposed action: calls of the caller's tools (never run by the team)."
     )
+    work: list[ToolWorkInfo] = Field(default_factory=list, description="The agent's own tool calls behind it.")
 
 
 class VoteInfo(BaseModel):
@@ -107,9 +117,8 @@ class RunRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
     trusted: bool = Field(True, description="False: the request came through a proxy, under the preset's client rules.")
     options: RunOptions | None = Field(None, description="The limits the run ran under.")
-    requests_reserved: int = Field(0, description="Upstream requests taken from max_calls (1 + 2 x num_retries a call).")
-    tool_calls: list[ToolCallInfo] = Field(
-        default_factory=list, description="The reply's tool calls, if it is an action."
+    requests_reserved: int = Field(
+        0, description="Upstream requests taken from max_calls (1 + 2 x num_retries a call)."
     )
 
     def save(self, directory: str | os.PathLike[str]) -> Path:

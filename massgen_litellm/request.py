@@ -29,6 +29,7 @@ from .config import (
     SAMPLING_PARAMS,
     AgentConfig,
     ClientPolicy,
+    McpServer,
     Preset,
     RunOptions,
     Sampling,
@@ -61,6 +62,7 @@ class RunRequest:
     ignored_params: list[str] = field(default_factory=list)
     trusted: bool = True
     contract: ReplyContract = field(default_factory=ReplyContract)
+    servers: list[list[McpServer]] = field(default_factory=list)  # each agent's MCP servers, from the preset only
 
 
 def build_request(
@@ -82,6 +84,7 @@ def build_request(
         )
     contract = build_contract(params, trusted)
 
+    agents: list[AgentConfig]
     if params.get("models") is None:
         agents = list(preset.agents)
     else:
@@ -111,7 +114,10 @@ def build_request(
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
-    return RunRequest(preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract)
+    servers = [preset.servers_for(agent) for agent in agents]
+    return RunRequest(
+        preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract, servers
+    )
 
 
 def _merge_params(optional_params: Mapping[str, Any]) -> dict[str, Any]:

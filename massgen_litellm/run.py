@@ -16,9 +16,10 @@ from .budget import Budget
 from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
+from .mcp_tools import ToolBox
 from .participant import Participant
 from .protocol import presentation_messages
-from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, ToolCallInfo, UsageInfo, VoteInfo
+from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, ToolCallInfo, ToolWorkInfo, UsageInfo, VoteInfo
 from .request import RunRequest
 
 logger = logging.getLogger("massgen_litellm")
@@ -77,8 +78,12 @@ class Run:
                 max_answer_chars=options.max_answer_chars,
                 note=self.notes.append,
                 contract=request.contract,
+                toolbox=ToolBox(servers, options.tool_timeout, options.tool_result_chars) if servers else None,
+                max_tool_calls=options.max_tool_calls_per_turn,
             )
-            for i, config in enumerate(request.agents, start=1)
+            for i, (config, servers) in enumerate(
+                zip(request.agents, request.servers or [[] for _ in request.agents], strict=True), start=1
+            )
         }
 
     def _clock(self) -> float:
@@ -98,7 +103,14 @@ class Run:
                 on_event(event)
 
         coordinator = Coordinator(list(self.participants), self._take_turn, limits, observe)
-        self.outcome = outcome = await coordinator.run()
+        toolboxes = {agent_id: p.toolbox for agent_id, p in self.participants.items() if p.toolbox is not None}
+        try:
+            await asyncio.gather(*(toolbox.open() for toolbox in toolboxes.values()))
+            for agent_id, toolbox in toolboxes.items():
+                self.notes += [f"{agent_id}: {problem}" for problem in toolbox.problems]
+            self.outcome = outcome = await coordinator.run()
+        finally:
+            await asyncio.gather(*(toolbox.close() for toolbox in toolboxes.values()), return_exceptions=True)
         if outcome.winner is None:
             raise self._no_answer_error(outcome)
         return outcome
@@ -304,6 +316,7 @@ class Run:
                     at=a.at,
                     informed=a.informed,
                     tool_calls=[ToolCallInfo(name=c.name, arguments=c.arguments) for c in a.tool_calls],
+                    work=[ToolWorkInfo(**asdict(w)) for w in a.work],
                 )
                 for a in outcome.answers
             ],
