@@ -1,15 +1,17 @@
 """Giving freed memory back to the operating system after a run that was handed an oversize reply.
 
 A reply of many megabytes is cut to `max_answer_chars`, but LiteLLM has read, decoded and parsed the whole body by
-then, several copies of it. Once freed, glibc keeps those pages in its heap for reuse, so a proxy that met a few
-such replies would stay hundreds of megabytes larger for good. `malloc_trim` hands them back. It runs only after
-such a run, on a thread of its own (it walks the whole heap), and does nothing where the C library is not glibc.
+then, several copies of it, some held in reference cycles of its logging objects that only a full collection
+frees. Once freed, glibc keeps the pages in its heap for reuse, so a proxy that met a few such replies would stay
+hundreds of megabytes larger for good. A full `gc.collect()` and then `malloc_trim` hand them back. They run only
+after such a run, on a thread of their own, and the trim does nothing where the C library is not glibc.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import threading
 from functools import cache
 
@@ -24,7 +26,13 @@ def _trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 def give_back() -> None:
-    """Return the heap's free pages to the operating system, in the background."""
+    """Free what only a full collection frees, and return the heap's free pages to the operating system, in the
+    background."""
+    threading.Thread(target=_release, name="massgen-give-back-memory", daemon=True).start()
+
+
+def _release() -> None:
+    gc.collect()
     trim = _trim()
     if trim is not None:
-        threading.Thread(target=trim, args=(0,), name="massgen-malloc-trim", daemon=True).start()
+        trim(0)

@@ -184,7 +184,8 @@ def test_request_models_can_never_add_a_server(registered):
         )
 
 
-def test_a_killed_parent_leaves_no_server_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ending", ["exit", "SIGKILL"])
+def test_no_server_outlives_its_process(tmp_path: Path, ending: str) -> None:
     script = tmp_path / "parent.py"
     script.write_text(
         "import asyncio, sys\n"
@@ -194,17 +195,18 @@ def test_a_killed_parent_leaves_no_server_behind(tmp_path: Path) -> None:
         "async def main():\n"
         "    await box.open()\n"
         "    print((await box.call('own__pid', '{}')).text, flush=True)\n"
-        "    await asyncio.sleep(3600)\n"
+        "    await asyncio.sleep(3600 if sys.argv[1] == 'SIGKILL' else 0.1)\n"
         "asyncio.run(main())\n"
     )
     parent = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
+        [sys.executable, str(script), ending], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent
     )
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
-    os.kill(child, 0)  # alive
-    parent.send_signal(signal.SIGKILL)
-    parent.wait(5)
+    assert _alive(child)
+    if ending == "SIGKILL":
+        parent.send_signal(signal.SIGKILL)
+    assert parent.wait(15) in (0, -signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _alive(child):
         time.sleep(0.1)
