@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -30,6 +31,11 @@ litellm_settings:
 general_settings:
   cancel_on_disconnect: true           # a client that hangs up stops the run and its participant calls
 """
+
+
+# LiteLLM fetches its price list from the internet on import, retrying for seconds when offline; the command line
+# uses the copy bundled with LiteLLM unless the user says otherwise (LITELLM_LOCAL_MODEL_COST_MAP=False).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,11 +190,20 @@ def _ask(args: argparse.Namespace) -> int:
         return 1
     if record:
         print(
-            f"\n[{record['end_reason']}: {record['winner']} won {record['tally']}; "
+            f"\n[{record['end_reason']}: {_how_chosen(record)}; "
             f"{record['usage']['total_tokens']} tokens, ${record['cost']:.4f}, {record['duration_seconds']:.1f}s]",
             file=sys.stderr,
         )
     return 0
+
+
+def _how_chosen(record: dict[str, Any]) -> str:
+    winner = record["winner"]
+    if record.get("chosen_by") == "latest_informed":
+        return f"no vote counted, so {winner}'s answer won as the latest one written after seeing the others'"
+    if record.get("chosen_by") == "most_agreed":
+        return f"no vote counted, so {winner}'s answer won as the one the other independent answers agree with most"
+    return f"{winner} won the vote {record['tally']}"
 
 
 def _plain(exc: BaseException) -> str:

@@ -142,6 +142,9 @@ class AgentState:
 
 
 EndReason = Literal["consensus", "turn_limit", "budget", "timeout", "all_failed"]
+# How the winner was chosen: by the valid votes; with none, the latest answer written after seeing others'; with
+# none of those either, the independent answer the others agree with most.
+ChosenBy = Literal["votes", "latest_informed", "most_agreed"]
 
 
 @dataclass
@@ -154,6 +157,7 @@ class Outcome:
     agents: dict[str, AgentState]
     duration: float
     latest_answers: dict[str, NewAnswer] = field(default_factory=dict)
+    chosen_by: ChosenBy | None = None
 
 
 @dataclass(frozen=True)
@@ -334,14 +338,17 @@ class Coordinator:
         tally = {agent_id: 0 for agent_id in self.agent_ids if agent_id in self._latest}
         for vote in self._valid.values():
             tally[vote.target] += 1
-        winner = None
+        winner: str | None = None
+        chosen_by: ChosenBy | None = None
         if any(tally.values()):
             # max() keeps the first of equals, and the tally is in agent order: ties go to the agent listed first.
-            winner = max(tally, key=lambda agent_id: tally[agent_id])
+            winner, chosen_by = max(tally, key=lambda agent_id: tally[agent_id]), "votes"
         elif any(answer.informed for answer in self._answers):
             winner = next(a for a in reversed(self._answers) if a.informed).agent_id
+            chosen_by = "latest_informed"
         elif self._answers:
             winner = _most_agreed({agent_id: a.as_shown for agent_id, a in self._answers_in_agent_order().items()})
+            chosen_by = "most_agreed"
         self._emit("done", None, target=winner, detail=end_reason)
         return Outcome(
             end_reason=end_reason,
@@ -352,6 +359,7 @@ class Coordinator:
             agents=self._agents,
             duration=round(self._now(), 3),
             latest_answers=self._answers_in_agent_order(),
+            chosen_by=chosen_by,
         )
 
 

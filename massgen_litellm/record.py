@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from .config import FinalStrategy, Protocol, RunOptions
-from .coordination import EndReason
+from .coordination import ChosenBy, EndReason
 
 LOG_DIR_ENV = "MASSGEN_LOG_DIR"
 
@@ -103,6 +103,9 @@ class RunRecord(BaseModel):
     duration_seconds: Seconds
     end_reason: EndReason
     winner: str | None
+    chosen_by: ChosenBy | None = Field(
+        None, description="votes; or, with no valid vote, latest_informed or most_agreed (see How a run works)."
+    )
     tally: dict[str, int]
     final: FinalStrategy
     presented_by: str | None = Field(None, description="The agent that wrote the final reply; None if verbatim.")

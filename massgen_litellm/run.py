@@ -304,6 +304,7 @@ class Run:
             duration_seconds=self._clock(),
             end_reason=outcome.end_reason,
             winner=outcome.winner,
+            chosen_by=outcome.chosen_by,
             tally=outcome.tally,
             final=self.request.options.final,
             presented_by=self.presented_by,

@@ -103,6 +103,26 @@ def test_ask_off_a_terminal_streams_plain_lines(team: dict[str, str]) -> None:
     assert "agent2 voted for agent1" in done.stderr and "[consensus: agent1 won" in done.stderr
 
 
+def test_ask_says_how_the_answer_was_chosen_when_no_vote_counted(team: dict[str, str], tmp_path: Path) -> None:
+    # One turn each: both answer alone, nobody votes, and the answer the other agrees with most wins.
+    preset = yaml.safe_load((tmp_path / "team.yaml").read_text())
+    (tmp_path / "alone.yaml").write_text(yaml.safe_dump({**preset, "max_turns_per_agent": 1, "final": "winner_answer"}))
+    done = cli("ask", "What is 2 + 2?", "--preset", "alone", env=team)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "[turn_limit: no vote counted, so agent1's answer won as the one the other independent answers agree with "
+        "most;" in done.stderr
+    )
+
+
+def test_the_command_line_does_not_wait_for_the_online_price_list(team: dict[str, str]) -> None:
+    env = {k: v for k, v in team.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    done = cli("ask", "What is 2 + 2?", "--preset", "team", env=env)
+    assert done.returncode == 0, done.stderr
+    # Offline (as tests are), a fetch would log its failed attempts; the bundled price list is used instead.
+    assert "cost map" not in done.stderr
+
+
 def test_ask_with_an_unknown_preset_is_one_line(team: dict[str, str]) -> None:
     done = cli("ask", "hi", "--preset", "nope", env=team)
     assert done.returncode == 2

@@ -39,7 +39,7 @@ async def test_consensus_on_the_first_answer_once_all_have_voted():
         delays={"agent1": 0.0, "agent2": 0.02, "agent3": 0.02},
     )
     assert outcome.end_reason == "consensus"
-    assert outcome.winner == "agent1"
+    assert outcome.winner == "agent1" and outcome.chosen_by == "votes"
     assert outcome.tally["agent1"] == 3
     assert all(state.status == "voted" for state in outcome.agents.values())
 
@@ -316,4 +316,5 @@ async def test_with_no_votes_and_only_independent_answers_the_most_agreed_wins()
     )
     assert outcome.end_reason == "turn_limit" and not any(outcome.tally.values())
     assert outcome.winner == "agent2"  # agrees with agent3 as much as agent3 with it; listed first
+    assert outcome.chosen_by == "most_agreed"
     assert not any(a.informed for a in outcome.answers)
