@@ -106,6 +106,11 @@ def _check(path: Path, connect: bool = False) -> int:
             key = raw  # the variable's name, never a value
         sampling = ", ".join(f"{k}={v}" for k, v in agent.sampling().items()) or "defaults"
         print(f"  agent{index}: {agent.model}  protocol={pick_protocol(agent)}  sampling: {sampling}  key: {key}")
+        calls = [f"{name}={getattr(agent, name)}" for name in CALL_FIELDS if getattr(agent, name) is not None]
+        if agent.extra_headers:
+            calls.append("extra_headers: " + ", ".join(f"{name}: ***" for name in agent.extra_headers))
+        if calls:
+            print(f"    {'  '.join(calls)}")
         servers = preset.servers_for(agent)
         if servers:
             tools = "" if pick_protocol(agent) == "tools" else " (not used: text-protocol agents get no tools)"
@@ -121,6 +126,10 @@ def _check(path: Path, connect: bool = False) -> int:
         for name, found in asyncio.run(list_tools(list(unique.values()))).items():
             print(f"  {name}: {found if isinstance(found, str) else ', '.join(found)}")
     return 0
+
+
+# Call fields `check` shows as they are; extra_headers is shown with its values masked (they are often keys).
+CALL_FIELDS = ("api_base", "api_version", "num_retries", "extra_body", "thinking", "drop_params")
 
 
 def _describe_server(server: McpServer) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
@@ -57,6 +57,13 @@ class AgentConfig(Sampling):
     api_base: str | None = None
     # SecretStr keeps a literal key out of reprs, dumps and error messages.
     api_key: SecretStr | None = None
+    api_version: str | None = Field(None, description="Azure OpenAI's API version, and others'.")
+    extra_headers: dict[str, str] | None = Field(
+        None, description="Sent with every call; values may be os.environ/NAME, read at call time."
+    )
+    extra_body: dict[str, Any] | None = Field(None, description="Provider-specific fields merged into the body.")
+    thinking: dict[str, Any] | None = Field(None, description='Extended thinking, e.g. {"type": "enabled", ...}.')
+    drop_params: bool | None = Field(None, description="Let LiteLLM drop parameters the provider does not take.")
     num_retries: int | None = Field(None, ge=0, le=10, description=f"default {DEFAULT_NUM_RETRIES}")
     protocol: Protocol | None = Field(
         None, description="How the agent answers and votes; default: tools when LiteLLM says the model can call them."
@@ -78,21 +85,29 @@ class AgentConfig(Sampling):
         """The most upstream requests one LiteLLM call of this agent may send (see DEFAULT_NUM_RETRIES)."""
         return 1 + 2 * self.retries
 
+    def resolved_headers(self) -> dict[str, str]:
+        """`extra_headers` with `os.environ/NAME` values read from the environment (often a key: never echoed)."""
+        return {name: _from_env(value, f"extra_headers.{name}") for name, value in (self.extra_headers or {}).items()}
+
     def resolved_api_key(self) -> str | None:
         """The key to send: LiteLLM's `os.environ/NAME` form is read from the environment at call time."""
         if self.api_key is None:
             return None
-        raw = self.api_key.get_secret_value()
-        if not raw.startswith(ENV_KEY_PREFIX):
-            return raw
-        name = raw[len(ENV_KEY_PREFIX) :]
-        value = os.environ.get(name)
-        if not value:
-            raise LookupError(f"api_key names the environment variable {name}, which is not set")
-        return value
+        return _from_env(self.api_key.get_secret_value(), "api_key")
 
 
 FinalStrategy = Literal["present", "winner_answer"]
+
+
+def _from_env(value: str, field: str) -> str:
+    """LiteLLM's `os.environ/NAME` form, read now; any other value as it is."""
+    if not value.startswith(ENV_KEY_PREFIX):
+        return value
+    name = value[len(ENV_KEY_PREFIX) :]
+    found = os.environ.get(name)
+    if not found:
+        raise LookupError(f"{field} names the environment variable {name}, which is not set")
+    return found
 
 
 class RunOptions(BaseModel):
@@ -136,7 +151,7 @@ LIMIT_OPTIONS = tuple(name for name in RUN_OPTION_NAMES if name != "final")
 
 # Agent fields that choose a host, a credential or more upstream requests: a proxy client may set them only where a
 # preset's `clients.agent_fields` names them.
-SERVER_SIDE_AGENT_FIELDS = ("api_base", "api_key", "num_retries")
+SERVER_SIDE_AGENT_FIELDS = ("api_base", "api_key", "num_retries", "api_version", "extra_headers", "extra_body")
 AGENT_FIELDS = tuple(name for name in AgentConfig.model_fields if name != "model")
 AgentField = Literal[AGENT_FIELDS]  # type: ignore[valid-type]
 

@@ -89,7 +89,13 @@ class Participant:
         api_key = config.resolved_api_key()
         if api_key:
             self._params["api_key"] = api_key
-        self._secrets = [api_key]
+        headers = config.resolved_headers()
+        if headers:
+            self._params["extra_headers"] = headers
+        for name in ("api_version", "extra_body", "thinking", "drop_params"):
+            if getattr(config, name) is not None:
+                self._params[name] = getattr(config, name)
+        self._secrets = [api_key, *headers.values()]
         self._params["num_retries"] = config.retries
 
     async def take_turn(self, view: View) -> Action:

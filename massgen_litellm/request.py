@@ -186,11 +186,15 @@ def _check_client_models(models: Any, preset_name: str, policy: ClientPolicy) ->
                     f"models[{index}].{name}: a request through the proxy may not set it. The operator can allow it "
                     f"under 'clients: agent_fields:' in {where}"
                 )
-        key = fields.get("api_key")
-        if isinstance(key, str) and key.startswith(ENV_KEY_PREFIX):
-            raise MassGenInputError(
-                f"models[{index}].api_key: a request through the proxy may not name a server environment variable"
-            )
+        headers = fields.get("extra_headers")
+        secrets = {"api_key": fields.get("api_key")}
+        if isinstance(headers, Mapping):
+            secrets.update({f"extra_headers.{name}": value for name, value in headers.items()})
+        for name, value in secrets.items():
+            if isinstance(value, str) and value.startswith(ENV_KEY_PREFIX):
+                raise MassGenInputError(
+                    f"models[{index}].{name}: a request through the proxy may not name a server environment variable"
+                )
 
 
 def _check_client_limits(overrides: Mapping[str, Any], preset: Preset) -> None:
@@ -229,6 +233,7 @@ def agent_problems(agents: Sequence[AgentConfig], trusted: bool = True) -> list[
     for index, agent in enumerate(agents):
         try:
             agent.resolved_api_key()
+            agent.resolved_headers()
             if local_server.is_local(agent.model):
                 local_server.check(agent.model)
         except LookupError as exc:

@@ -60,7 +60,12 @@ def test_check_shows_the_resolved_agents_without_keys(tmp_path: Path) -> None:
             {
                 "agents": [
                     {"model": "openai/gpt-4.1-mini", "temperature": 0.2, "api_key": "sk-literal-secret-value"},
-                    {"model": "some/unknown-model", "api_key": "os.environ/MY_UNSET_KEY"},
+                    {
+                        "model": "some/unknown-model",
+                        "api_key": "os.environ/MY_UNSET_KEY",
+                        "api_version": "2024-10-21",
+                        "extra_headers": {"X-Gateway-Token": "tok-literal-header-secret"},
+                    },
                 ]
             }
         )
@@ -70,7 +75,9 @@ def test_check_shows_the_resolved_agents_without_keys(tmp_path: Path) -> None:
     assert "agent1: openai/gpt-4.1-mini  protocol=tools  sampling: temperature=0.2  key: given" in done.stdout
     assert "agent2: some/unknown-model  protocol=text" in done.stdout and "os.environ/MY_UNSET_KEY" in done.stdout
     assert "MY_UNSET_KEY, which is not set" in done.stderr
+    assert "api_version=2024-10-21" in done.stdout and "extra_headers: X-Gateway-Token: ***" in done.stdout
     assert "sk-literal-secret-value" not in done.stdout + done.stderr
+    assert "tok-literal-header-secret" not in done.stdout + done.stderr
 
 
 def test_check_names_what_is_wrong(tmp_path: Path) -> None:

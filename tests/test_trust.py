@@ -183,3 +183,47 @@ async def test_a_proxy_clients_schema_patterns_are_not_run_on_the_server(fake, r
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION, tools=[tool], **extra)
     arguments = json.loads(response.choices[0].message.tool_calls[0].function.arguments)
     assert arguments == {"code": refused if from_proxy else "aaa"}
+
+
+async def test_deployment_fields_reach_the_provider_and_header_keys_stay_secret(fake, registered, monkeypatch):
+    monkeypatch.setenv("TEAM_GATEWAY_TOKEN", "tok-planted-gateway-secret-81f")
+    fake.script("a", lambda call: fail(401, "bad token tok-planted-gateway-secret-81f"))
+    fake.script("b", answer_then_vote("4"))
+    fields = {
+        "extra_headers": {"X-Gateway-Token": "os.environ/TEAM_GATEWAY_TOKEN", "X-Team": "research"},
+        "extra_body": {"route": "eu"},
+        "drop_params": True,
+    }
+    write_preset(registered, "team", [agent("a", num_retries=0, **fields), agent("b")], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    sent = fake.calls_of("a")[0]
+    assert sent.headers["x-gateway-token"] == "tok-planted-gateway-secret-81f" and sent.headers["x-team"] == "research"
+    assert sent.body["route"] == "eu"
+    # The provider quoted the header's key in its error: the record has it redacted.
+    assert "tok-planted-gateway-secret-81f" not in json.dumps(response.massgen)
+    assert "[redacted]" in response.massgen["agents"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ({"extra_headers": {"X-Token": "abc"}}, "models[0].extra_headers: a request through the proxy may not set it"),
+        ({"extra_body": {"route": "x"}}, "models[0].extra_body"),
+        ({"api_version": "2024-10-01"}, "models[0].api_version"),
+    ],
+)
+async def test_deployment_fields_are_the_operators(fake, registered, entry, named):
+    write_preset(registered, "team", [agent("a")], clients={"models": ["openai/*"]})
+    with pytest.raises(litellm.BadRequestError) as caught:
+        await litellm.acompletion(
+            model="massgen/team", messages=QUESTION, models=[{"model": "openai/a", **entry}], **FROM_PROXY
+        )
+    assert named in str(caught.value)
+
+
+async def test_a_header_may_not_name_a_server_variable_even_where_headers_are_allowed(fake, registered):
+    clients = {"models": ["openai/*"], "agent_fields": ["extra_headers"]}
+    write_preset(registered, "team", [agent("a")], clients=clients)
+    entry = {"model": "openai/a", "extra_headers": {"Authorization": "os.environ/OPENAI_API_KEY"}}
+    with pytest.raises(litellm.BadRequestError, match=r"extra_headers\.Authorization: a request through the proxy"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, models=[entry], **FROM_PROXY)
