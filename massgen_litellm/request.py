@@ -75,8 +75,20 @@ def build_request(
     trusted: bool = True,
 ) -> RunRequest:
     conversation = check_messages(messages)
-    preset = store.load(preset_name)
     params = _merge_params(optional_params)
+    if preset_name.startswith(MODEL_FORM):
+        # MassGen's provider form: massgen/model:<model> is a self-ensemble of that model, the `ensemble` preset's
+        # stances on it.
+        if params.get("model") is not None:
+            raise MassGenInputError(f"massgen/{preset_name} names its model; leave 'model' out of the parameters")
+        params["model"] = preset_name[len(MODEL_FORM) :]
+        preset_name = SELF_ENSEMBLE
+    preset = store.load(preset_name)
+    # What the caller chose itself, as a proxy client's choices are checked: the one-model form chooses only a model.
+    chosen = params.get("models")
+    if params.get("model") is not None or params.get("num_agents") is not None:
+        params["models"] = _one_model_team(params, preset)
+        chosen = [params["model"]] if params.get("model") is not None else None
 
     if params.get("n") not in (None, 1):
         raise MassGenInputError(
@@ -88,8 +100,8 @@ def build_request(
     if params.get("models") is None:
         agents = list(preset.agents)
     else:
-        if not trusted:
-            _check_client_models(params["models"], preset_name, preset.clients)
+        if not trusted and chosen is not None:
+            _check_client_models(chosen, preset_name, preset.clients)
         agents = parse_models(params["models"])
     _check_agents(agents, trusted)
 
@@ -110,7 +122,7 @@ def build_request(
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
 
-    known = {"models", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
+    known = {"models", "model", "num_agents", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
@@ -118,6 +130,30 @@ def build_request(
     return RunRequest(
         preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract, servers
     )
+
+
+MODEL_FORM = "model:"
+SELF_ENSEMBLE = "ensemble"  # the preset whose stances a one-model team takes
+DEFAULT_NUM_AGENTS = 3
+
+
+def _one_model_team(params: Mapping[str, Any], preset: Preset) -> list[dict[str, Any]]:
+    """MassGen's `model` + `num_agents` request keys as a `models` list: the preset's agents (their sampling and
+    stances), taken in turn to make `num_agents` of them, each on `model` (or on its own model if none is given)."""
+    if params.get("models") is not None:
+        raise MassGenInputError("give either models or model/num_agents, not both")
+    model = params.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise MassGenInputError("model must be a LiteLLM model string, for example model='openai/gpt-5-mini'")
+    count = params.get("num_agents", DEFAULT_NUM_AGENTS if model is not None else len(preset.agents))
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_AGENTS:
+        raise MassGenInputError(f"num_agents must be a whole number from 1 to {MAX_AGENTS}")
+    team = []
+    for index in range(count):
+        template = preset.agents[index % len(preset.agents)]
+        entry = template.model_dump(include={"system_message", *SAMPLING_PARAMS, "protocol"}, exclude_none=True)
+        team.append({**entry, "model": model or template.model})
+    return team
 
 
 def _merge_params(optional_params: Mapping[str, Any]) -> dict[str, Any]:

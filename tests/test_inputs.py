@@ -10,7 +10,7 @@ from massgen_litellm import local_server, register_with_litellm
 from massgen_litellm.config import Preset
 from massgen_litellm.presets import PRESETS_DIR_ENV, PresetStore, shipped_presets_dir
 from tests.conftest import agent, write_preset
-from tests.fake_llm import answer_then_vote
+from tests.fake_llm import BASE, KEY, answer_then_vote
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 
@@ -177,3 +177,41 @@ def test_register_loads_dotenv_without_overriding(tmp_path, monkeypatch):
     assert os.environ["MASSGEN_DOTENV_NEW"] == "from-file"
     assert os.environ["MASSGEN_DOTENV_SET"] == "already"
     monkeypatch.delenv("MASSGEN_DOTENV_NEW")
+
+
+@pytest.fixture
+def provider_env(monkeypatch):
+    """A one-model team's agents carry no api_base or key of the preset's: they find the provider as LiteLLM does."""
+    monkeypatch.setenv("OPENAI_API_BASE", BASE)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+
+
+async def test_massgens_model_form_is_a_self_ensemble(fake, registered, provider_env):
+    fake.script("solo", answer_then_vote("4"))
+    write_preset(
+        registered,
+        "ensemble",
+        [agent("x", temperature=0.2, system_message="Be precise."), agent("y", temperature=0.9)],
+        final="winner_answer",
+    )
+    response = await litellm.acompletion(model="massgen/model:openai/solo", messages=QUESTION, num_agents=3)
+    agents = response.massgen["agents"]
+    assert [a["model"] for a in agents] == ["openai/solo"] * 3
+    temperatures = [c.body.get("temperature") for c in fake.calls if not c.answers][:3]
+    assert sorted(temperatures) == [0.2, 0.2, 0.9]  # the preset's stances, taken in turn
+    assert any(m.get("content") == "Be precise." for c in fake.calls for m in c.messages)
+
+
+async def test_massgens_request_keys_model_and_num_agents(fake, registered, provider_env):
+    fake.script("solo", answer_then_vote("4"))
+    write_preset(registered, "team", [agent("a"), agent("b")], final="winner_answer")
+    response = await litellm.acompletion(
+        model="massgen/team", messages=QUESTION, optional_params={"model": "openai/solo", "num_agents": 4}
+    )
+    assert [a["model"] for a in response.massgen["agents"]] == ["openai/solo"] * 4
+    with pytest.raises(litellm.BadRequestError, match="num_agents must be a whole number from 1 to 32"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, optional_params={"num_agents": 0})
+    with pytest.raises(litellm.BadRequestError, match="either models or model/num_agents"):
+        await litellm.acompletion(
+            model="massgen/team", messages=QUESTION, optional_params={"model": "openai/a", "models": ["openai/b"]}
+        )

@@ -227,3 +227,14 @@ async def test_a_header_may_not_name_a_server_variable_even_where_headers_are_al
     entry = {"model": "openai/a", "extra_headers": {"Authorization": "os.environ/OPENAI_API_KEY"}}
     with pytest.raises(litellm.BadRequestError, match=r"extra_headers\.Authorization: a request through the proxy"):
         await litellm.acompletion(model="massgen/team", messages=QUESTION, models=[entry], **FROM_PROXY)
+
+
+async def test_a_proxy_client_picks_a_one_model_team_only_from_the_allow_list(fake, registered):
+    write_preset(registered, "ensemble", [agent("a"), agent("b")], clients={"models": ["openai/allowed-*"]})
+    with pytest.raises(litellm.BadRequestError, match="'openai/gpt-5' is not a model a request through the proxy"):
+        await litellm.acompletion(model="massgen/model:openai/gpt-5", messages=QUESTION, **FROM_PROXY)
+    with pytest.raises(litellm.BadRequestError, match="is not a model a request through the proxy"):
+        await litellm.acompletion(
+            model="massgen/ensemble", messages=QUESTION, optional_params={"model": "openai/gpt-5"}, **FROM_PROXY
+        )
+    assert fake.calls == []
