@@ -96,7 +96,11 @@ class AgentConfig(Sampling):
         return _from_env(self.api_key.get_secret_value(), "api_key")
 
 
-FinalStrategy = Literal["present", "winner_answer"]
+# present: the winner writes the final reply from its answer; synthesize: the winner writes it from every final
+# answer; winner_answer: the winner's answer, verbatim.
+FinalStrategy = Literal["present", "synthesize", "winner_answer"]
+# MassGen's three levels, for how critical a vote must be and how new a new answer must be.
+Strictness = Literal["lenient", "balanced", "strict"]
 
 
 def _from_env(value: str, field: str) -> str:
@@ -121,7 +125,24 @@ class RunOptions(BaseModel):
     run_timeout: float = Field(300.0, gt=0, le=86_400, description="Wall-clock seconds for the whole run.")
     call_timeout: float = Field(120.0, gt=0, le=86_400, description="Seconds for one participant call.")
     final: FinalStrategy = Field(
-        "present", description="present: the winner writes the final reply; winner_answer: its answer verbatim."
+        "present",
+        description="present: the winner writes the final reply; synthesize: the winner combines every final "
+        "answer; winner_answer: its answer verbatim.",
+    )
+    voting_sensitivity: Strictness = Field(
+        "lenient", description="How critical agents are told to be before they vote (MassGen's setting)."
+    )
+    answer_novelty_requirement: Strictness = Field(
+        "lenient",
+        description="How new a new answer must be: balanced refuses one that shares over 70% of its words with an "
+        "answer shown, strict over 50% (MassGen's setting).",
+    )
+    max_new_answers_global: int | None = Field(None, ge=1, le=1000, description="New answers across all agents.")
+    initial_round_timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Round one's length.")
+    subsequent_round_timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Later rounds'.")
+    round_timeout_grace_seconds: float = Field(0.0, ge=0, le=3_600, description="Added to each round's timeout.")
+    counterbalance_answer_order: bool = Field(
+        True, description="Each agent sees the answers in an order rotated by its position (less position bias)."
     )
     max_calls: int = Field(
         150,
@@ -147,7 +168,22 @@ class RunOptions(BaseModel):
 
 RUN_OPTION_NAMES = tuple(RunOptions.model_fields)
 # Options where a smaller value is the tighter limit; a proxy client may lower them, never raise them.
-LIMIT_OPTIONS = tuple(name for name in RUN_OPTION_NAMES if name != "final")
+LIMIT_OPTIONS = (
+    "max_answers_per_agent",
+    "max_turns_per_agent",
+    "run_timeout",
+    "call_timeout",
+    "max_calls",
+    "max_run_tokens",
+    "max_answer_chars",
+    "max_tool_calls_per_turn",
+    "tool_timeout",
+    "tool_result_chars",
+    "max_new_answers_global",
+    "initial_round_timeout_seconds",
+    "subsequent_round_timeout_seconds",
+    "round_timeout_grace_seconds",
+)
 
 # Agent fields that choose a host, a credential or more upstream requests: a proxy client may set them only where a
 # preset's `clients.agent_fields` names them.

@@ -94,7 +94,7 @@ class OutOfBudget(Exception):
     run out of turns, keeping its answers and its vote."""
 
 
-EventKind = Literal["turn", "answer", "vote", "void", "turn_failed", "agent_failed", "done"]
+EventKind = Literal["turn", "answer", "vote", "void", "turn_failed", "agent_failed", "late", "done"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,8 @@ class AgentState:
     status: Literal["working", "voted", "exhausted", "failed", "stopped"] = "working"
     error: str | None = None
     out_of_budget: bool = False  # exhausted by the run's caps rather than by its own turn limit
+    late: bool = False  # in a turn that outlasted its round: the others go on without it until it is back
+    turn_began: float | None = None  # while in a turn
 
 
 EndReason = Literal["consensus", "turn_limit", "budget", "timeout", "all_failed"]
@@ -165,6 +167,15 @@ class Limits:
     max_answers_per_agent: int = 2
     max_turns_per_agent: int = 6
     run_timeout: float = 300.0
+    max_new_answers_global: int | None = None  # new answers across all agents; then they may only vote
+    # A round is the time from one view change (the start, or a new answer) to the next. Once a round has lasted
+    # its timeout plus the grace, an agent still in a turn is late: nobody waits for it (not round one's barrier,
+    # not consensus) until its turn ends and it joins the view of the moment.
+    initial_round_timeout: float | None = None
+    subsequent_round_timeout: float | None = None
+    round_timeout_grace: float = 0.0
+    # Each agent sees the answers in an order rotated by its own position, so no answer is first for everyone.
+    counterbalance: bool = False
 
 
 class Coordinator:
@@ -191,20 +202,26 @@ class Coordinator:
         # Set (and replaced) on every change that may let a waiting agent go on; see _notify.
         self._changed = asyncio.Event()
         self._settled = asyncio.Event()
+        self._round_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> Outcome:
         self._start = time.monotonic()
+        self._start_round(self._limits.initial_round_timeout)
         tasks = [
             asyncio.create_task(self._agent_loop(agent_id), name=f"massgen-{agent_id}") for agent_id in self.agent_ids
         ]
         try:
             settled = await _wait_for_event(self._settled, self._limits.run_timeout)
+            # Judged before the agents still in a turn are stopped: a late agent's state says it was left behind.
+            end_reason = self._end_reason() if settled else "timeout"
         finally:
+            if self._round_timer is not None:
+                self._round_timer.cancel()
             for task in tasks:
                 task.cancel()
             # Wait for the cancellations so no call outlives the run; agent loops record their own errors.
             await asyncio.gather(*tasks, return_exceptions=True)
-        return self._outcome(self._end_reason() if settled else "timeout")
+        return self._outcome(end_reason)
 
     def _now(self) -> float:
         return time.monotonic() - self._start
@@ -228,12 +245,12 @@ class Coordinator:
                     return
                 view = View(
                     version=self._version,
-                    answers={agent_id: a.as_shown for agent_id, a in self._answers_in_agent_order().items()},
-                    can_answer=state.answers < self._limits.max_answers_per_agent,
+                    answers=self._shown_to(agent_id),
+                    can_answer=state.answers < self._limits.max_answers_per_agent and not self._answers_capped(),
                 )
                 state.turns += 1
                 self._emit("turn", agent_id, detail=str(state.turns))
-                began = time.monotonic()
+                began = state.turn_began = time.monotonic()
                 try:
                     action = await self._take_turn(agent_id, view)
                 except TurnFailed as exc:
@@ -250,6 +267,10 @@ class Coordinator:
                     return
                 finally:
                     state.busy += time.monotonic() - began
+                    state.turn_began = None
+                    if state.late:  # back: it counts again, with the view of the moment
+                        state.late = False
+                        self._notify()
                 self._apply(agent_id, view, action)
         except asyncio.CancelledError:
             if state.status == "working":
@@ -265,7 +286,7 @@ class Coordinator:
     def _apply(self, agent_id: str, view: View, action: Action) -> None:
         state = self._agents[agent_id]
         if isinstance(action, NewAnswer):
-            if not view.can_answer or not (action.content.strip() or action.tool_calls):
+            if not view.can_answer or self._answers_capped() or not (action.content.strip() or action.tool_calls):
                 state.failed_turns += 1
                 self._emit("turn_failed", agent_id, detail="an answer it was not allowed to give")
                 return
@@ -283,6 +304,8 @@ class Coordinator:
                 self._agents[voter].status = "working"
             self._valid.clear()
             self._emit("answer", agent_id, target=label, detail=action.as_shown)
+            if not self._first_round_open():
+                self._start_round(self._limits.subsequent_round_timeout)
             self._notify()
             return
         if action.agent_id not in view.answers:
@@ -302,13 +325,48 @@ class Coordinator:
         self._notify()
         self._check_settled()
 
+    def _shown_to(self, agent_id: str) -> dict[str, str]:
+        """The latest answers as `agent_id` sees them: in agent order, or rotated by its position (counterbalance)."""
+        answers = [(other, a.as_shown) for other, a in self._answers_in_agent_order().items()]
+        if self._limits.counterbalance and answers:
+            shift = self.agent_ids.index(agent_id) % len(answers)
+            answers = answers[shift:] + answers[:shift]
+        return dict(answers)
+
+    def _answers_capped(self) -> bool:
+        cap = self._limits.max_new_answers_global
+        return cap is not None and len(self._answers) >= cap
+
+    def _start_round(self, timeout: float | None) -> None:
+        if self._round_timer is not None:
+            self._round_timer.cancel()
+            self._round_timer = None
+        if timeout is not None:
+            delay = timeout + self._limits.round_timeout_grace
+            self._round_timer = asyncio.get_running_loop().call_later(delay, self._close_round, timeout)
+
+    def _close_round(self, timeout: float) -> None:
+        """The round's time is up: an agent whose turn has lasted longer than the round's timeout is late, and the
+        others stop waiting for it. (One in a turn it began since, on the changing view, is keeping up.)"""
+        self._round_timer = None
+        now = time.monotonic()
+        for agent_id, state in self._agents.items():
+            slow = state.turn_began is not None and now - state.turn_began >= timeout
+            if slow and state.status == "working" and not state.late:
+                state.late = True
+                self._emit("late", agent_id, detail="its round closed; the others go on without it")
+        self._notify()
+        self._check_settled()
+
     def _answers_in_agent_order(self) -> dict[str, NewAnswer]:
         # Not arrival order: that would tell every agent who was fastest, and shuffle the answers between turns.
         return {agent_id: self._latest[agent_id] for agent_id in self.agent_ids if agent_id in self._latest}
 
     def _first_round_open(self) -> bool:
-        """Some active agent has yet to give its first answer."""
-        return any(state.status == "working" and not state.answers for state in self._agents.values())
+        """Some active agent, not late, has yet to give its first answer."""
+        return any(
+            state.status == "working" and not state.answers and not state.late for state in self._agents.values()
+        )
 
     def _notify(self) -> None:
         """Wake the agents waiting for a change: a new answer, or an agent gone (which may close round one)."""
@@ -321,14 +379,17 @@ class Coordinator:
         self._emit("void", vote.voter, target=vote.target, detail=reason)
 
     def _check_settled(self) -> None:
-        if all(state.status in ("voted", "exhausted", "failed") for state in self._agents.values()):
+        states = self._agents.values()
+        done = [state.status in ("voted", "exhausted", "failed") for state in states]
+        # A late agent does not hold the others up, but a run of late agents only is not settled.
+        if all(d or state.late for d, state in zip(done, states, strict=True)) and any(done):
             self._settled.set()
 
     def _end_reason(self) -> EndReason:
         statuses = [state.status for state in self._agents.values()]
         if all(status == "failed" for status in statuses):
             return "all_failed"
-        if all(status in ("voted", "failed") for status in statuses):
+        if all(state.status in ("voted", "failed") or state.late for state in self._agents.values()):
             return "consensus"
         if any(state.out_of_budget for state in self._agents.values()):
             return "budget"

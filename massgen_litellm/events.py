@@ -30,6 +30,8 @@ def describe_event(event: Event, max_turns: int) -> str:
         return f"{who}'s turn could not be used: {event.detail}\n"
     if event.kind == "agent_failed":
         return f"{who} failed and was dropped: {event.detail}\n"
+    if event.kind == "late":
+        return f"{who} is late: {event.detail}\n"
     reasons = {
         "consensus": "every agent has voted",
         "turn_limit": f"the agents reached their limit of {max_turns} turns",

@@ -26,6 +26,7 @@ from .protocol import (
     Message,
     correction_messages,
     flatten_tool_history,
+    novelty_problem,
     parse_reply,
     render_answer,
     tool_schemas,
@@ -62,6 +63,8 @@ class Participant:
         contract: ReplyContract,
         toolbox: ToolBox | None = None,
         max_tool_calls: int = 0,
+        voting_sensitivity: str = "lenient",
+        novelty: str = "lenient",
     ) -> None:
         self.agent_id = agent_id
         self.config = config
@@ -71,6 +74,8 @@ class Participant:
         # Text-protocol agents get no tools of their own: their replies are read as text, not as calls.
         self.toolbox = toolbox if self.protocol == "tools" else None
         self.max_tool_calls = max_tool_calls
+        self.voting_sensitivity = voting_sensitivity
+        self.novelty = novelty
         # A model sent no tools is sent the caller's earlier tool calls and results as text.
         self.conversation = flatten_tool_history(conversation) if self.protocol == "text" else conversation
         self.call_timeout = call_timeout
@@ -110,6 +115,7 @@ class Participant:
             self.protocol,
             self.config.system_message,
             self.contract,
+            self.voting_sensitivity,
         )
         reply = await self._call(messages, "turn", [*(tools or []), *self._own_tools()])
         work: list[ToolWork] = []
@@ -170,6 +176,10 @@ class Participant:
 
     def _read(self, reply: Message, view: View) -> Action | Malformed:
         parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view, self.contract)
+        if isinstance(parsed, NewAnswer) and not parsed.tool_calls:
+            problem = novelty_problem(parsed.content, view, self.novelty)
+            if problem:
+                return Malformed(problem)
         if isinstance(parsed, NewAnswer) and self.contract.wants_json and len(parsed.content) > self.max_answer_chars:
             # JSON cut short would not parse: too long is a correction here, not a cut.
             return Malformed(f"the answer is longer than {self.max_answer_chars} characters; make it shorter")

@@ -240,6 +240,8 @@ def _check_client_limits(overrides: Mapping[str, Any], preset: Preset) -> None:
         if value is None:
             continue
         ceiling = getattr(preset, name)
+        if ceiling is None:  # unlimited in the preset: any value is tighter
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
             raise MassGenInputError(
                 f"{name}={value} is above this preset's {ceiling}: a request through the proxy may only lower the "

@@ -80,6 +80,8 @@ class Run:
                 contract=request.contract,
                 toolbox=ToolBox(servers, options.tool_timeout, options.tool_result_chars) if servers else None,
                 max_tool_calls=options.max_tool_calls_per_turn,
+                voting_sensitivity=options.voting_sensitivity,
+                novelty=options.answer_novelty_requirement,
             )
             for i, (config, servers) in enumerate(
                 zip(request.agents, request.servers or [[] for _ in request.agents], strict=True), start=1
@@ -94,7 +96,16 @@ class Run:
 
     async def coordinate(self, on_event: Callable[[Event], None] | None = None) -> Outcome:
         options = self.request.options
-        limits = Limits(options.max_answers_per_agent, options.max_turns_per_agent, options.run_timeout)
+        limits = Limits(
+            max_answers_per_agent=options.max_answers_per_agent,
+            max_turns_per_agent=options.max_turns_per_agent,
+            run_timeout=options.run_timeout,
+            max_new_answers_global=options.max_new_answers_global,
+            initial_round_timeout=options.initial_round_timeout_seconds,
+            subsequent_round_timeout=options.subsequent_round_timeout_seconds,
+            round_timeout_grace=options.round_timeout_grace_seconds,
+            counterbalance=options.counterbalance_answer_order,
+        )
 
         def observe(event: Event) -> None:
             if logger.isEnabledFor(logging.DEBUG):  # the summary reflows answer text: only pay for it when wanted
@@ -150,6 +161,7 @@ class Run:
             reasons,
             participant.config.system_message,
             self.request.contract.format_instruction(),
+            synthesize=self.request.options.final == "synthesize",
         )
 
     async def final_answer(self) -> NewAnswer:

@@ -318,3 +318,74 @@ async def test_with_no_votes_and_only_independent_answers_the_most_agreed_wins()
     assert outcome.winner == "agent2"  # agrees with agent3 as much as agent3 with it; listed first
     assert outcome.chosen_by == "most_agreed"
     assert not any(a.informed for a in outcome.answers)
+
+
+async def test_a_straggler_no_longer_holds_the_others_once_its_round_closes():
+    # agent3 takes 1 s a turn, the others 10 ms. Round one closes after 0.1 s + 0.05 s grace: agents 1 and 2 vote
+    # without agent3's answer, and the run ends in consensus without waiting for it.
+    policies = {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")}
+    events: list[Event] = []
+    outcome = await run(
+        policies,
+        limits=Limits(initial_round_timeout=0.1, subsequent_round_timeout=0.1, round_timeout_grace=0.05),
+        delays={"agent1": 0.01, "agent2": 0.01, "agent3": 1.0},
+        events=events,
+    )
+    assert outcome.end_reason == "consensus" and outcome.winner == "agent1"
+    assert outcome.duration < 0.5
+    assert [e.agent_id for e in events if e.kind == "late"] == ["agent3"]
+    assert outcome.agents["agent3"].status == "stopped"
+
+
+async def test_without_round_timeouts_the_straggler_is_waited_for():
+    policies = {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")}
+    outcome = await run(policies, delays={"agent1": 0.01, "agent2": 0.01, "agent3": 0.3})
+    assert outcome.duration >= 0.6 and outcome.tally["agent1"] == 3
+
+
+async def test_a_late_agent_rejoins_with_the_view_of_the_moment():
+    # agent2's first turn outlasts round one (0.05 s), so agent1 goes on without it, refining its answer until
+    # agent2's answer arrives; agent2, back, is counted again: it sees the view of the moment and votes.
+    async def take_turn(agent_id: str, view: View) -> Action:
+        if agent_id == "agent2":
+            if "agent2" not in view.answers:
+                await asyncio.sleep(0.3)
+                return NewAnswer("late answer")
+            return Vote("agent1", "ok")
+        await asyncio.sleep(0.01)
+        return Vote("agent1", "mine") if "agent2" in view.answers else NewAnswer(f"4, take {view.version}")
+
+    limits = Limits(
+        initial_round_timeout=0.05,
+        subsequent_round_timeout=5,
+        run_timeout=5,
+        max_answers_per_agent=50,
+        max_turns_per_agent=60,
+    )
+    events: list[Event] = []
+    outcome = await Coordinator(["agent1", "agent2"], take_turn, limits, events.append).run()
+    assert [e.agent_id for e in events if e.kind == "late"] == ["agent2"]
+    assert outcome.end_reason == "consensus" and outcome.tally == {"agent1": 2, "agent2": 0}
+    assert "agent2" in {a.agent_id for a in outcome.answers}
+
+
+async def test_max_new_answers_global_leaves_only_votes():
+    seen: list = []
+    policies = {
+        a: (lambda view: NewAnswer("x") if view.can_answer else Vote("agent1", "y"))
+        for a in ("agent1", "agent2", "agent3")
+    }
+    outcome = await run(policies, limits=Limits(max_new_answers_global=2, max_answers_per_agent=5), seen=seen)
+    assert len(outcome.answers) == 2 and outcome.end_reason == "consensus"
+
+
+async def test_counterbalanced_views_rotate_the_order_but_keep_the_ids():
+    seen: list = []
+    policies = {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")}
+    await run(policies, limits=Limits(counterbalance=True), seen=seen)
+    orders = {agent_id: list(view.answers) for agent_id, view in seen if len(view.answers) == 3}
+    assert orders == {
+        "agent1": ["agent1", "agent2", "agent3"],
+        "agent2": ["agent2", "agent3", "agent1"],
+        "agent3": ["agent3", "agent1", "agent2"],
+    }

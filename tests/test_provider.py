@@ -254,7 +254,8 @@ async def test_text_protocol_sends_no_tools(fake, registered):
     write_preset(registered, "plain", [agent("plain", protocol="text"), agent("plain", protocol="text")])
     response = await litellm.acompletion(model="massgen/plain", messages=QUESTION)
     assert all("tools" not in c.body for c in fake.calls)
-    assert "first line `VOTE: agent1`" in next(c for c in fake.calls if c.answers).prompt
+    # agent1 sees the answers in agent order (agent2, with counterbalance_answer_order, sees them rotated).
+    assert "first line `VOTE: agent1`" in next(c for c in fake.calls if c.answers and c.agent_id == "agent1").prompt
     assert response.massgen["end_reason"] == "consensus"
     assert [a["protocol"] for a in response.massgen["agents"]] == ["text", "text"]
 
