@@ -105,7 +105,8 @@ def _check(path: Path, connect: bool = False) -> int:
         if raw.startswith(ENV_KEY_PREFIX):
             key = raw  # the variable's name, never a value
         sampling = ", ".join(f"{k}={v}" for k, v in agent.sampling().items()) or "defaults"
-        print(f"  agent{index}: {agent.model}  protocol={pick_protocol(agent)}  sampling: {sampling}  key: {key}")
+        protocol = pick_protocol(agent) + (" (auto)" if agent.protocol in (None, "auto") else "")
+        print(f"  agent{index}: {agent.model}  protocol={protocol}  sampling: {sampling}  key: {key}")
         calls = [f"{name}={getattr(agent, name)}" for name in CALL_FIELDS if getattr(agent, name) is not None]
         if agent.extra_headers:
             calls.append("extra_headers: " + ", ".join(f"{name}: ***" for name in agent.extra_headers))

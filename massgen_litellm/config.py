@@ -65,8 +65,11 @@ class AgentConfig(Sampling):
     thinking: dict[str, Any] | None = Field(None, description='Extended thinking, e.g. {"type": "enabled", ...}.')
     drop_params: bool | None = Field(None, description="Let LiteLLM drop parameters the provider does not take.")
     num_retries: int | None = Field(None, ge=0, le=10, description=f"default {DEFAULT_NUM_RETRIES}")
-    protocol: Protocol | None = Field(
-        None, description="How the agent answers and votes; default: tools when LiteLLM says the model can call them."
+    protocol: Protocol | Literal["auto"] | None = Field(
+        None,
+        description="How the agent answers and votes. auto (the default): tools, unless LiteLLM knows the model has "
+        "no function calling; an agent whose provider refuses tools, or whose tool replies keep failing, switches to "
+        "text for the rest of the run.",
     )
 
     @field_validator("model")

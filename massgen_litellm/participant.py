@@ -36,13 +36,28 @@ from .record import CallInfo, CallKind
 
 
 def pick_protocol(config: AgentConfig) -> Protocol:
-    if config.protocol is not None:
+    """The protocol an agent starts with: its own choice, else tools unless LiteLLM *knows* the model cannot call
+    them. A model LiteLLM has no data on (a new name, a local server, a gateway's alias) gets tools, the stronger
+    protocol; if it cannot use them, the agent finds out on its first turns and switches (see Participant)."""
+    if config.protocol in ("tools", "text"):
         return config.protocol
     try:
-        return "tools" if litellm.supports_function_calling(model=config.model) else "text"
+        info = litellm.get_model_info(model=config.model)
     except Exception:
-        # LiteLLM raises for models it has never heard of; plain text works with every model.
-        return "text"
+        return "tools"
+    return "text" if info.get("supports_function_calling") is False else "tools"
+
+
+# Failed tool turns in a row after which an auto agent gives up on tools for the run.
+_TOOL_FAILURES_BEFORE_TEXT = 2
+
+
+def _refuses_tools(exc: BaseException | None) -> bool:
+    """A provider's 400 that is about the tools themselves (not the prompt, not the key)."""
+    if not isinstance(exc, (litellm.BadRequestError, litellm.UnsupportedParamsError)):
+        return False
+    message = str(getattr(exc, "message", exc)).lower()
+    return "tool" in message or "function" in message
 
 
 class Participant:
@@ -69,6 +84,10 @@ class Participant:
         self.agent_id = agent_id
         self.config = config
         self.protocol = pick_protocol(config)
+        # An agent on auto may switch from tools to text, on evidence; the record says when and why.
+        self.auto = config.protocol in (None, "auto")
+        self.protocol_note: str | None = None
+        self._failed_tool_turns = 0
         self.n_agents = n_agents
         self.contract = contract
         # Text-protocol agents get no tools of their own: their replies are read as text, not as calls.
@@ -104,6 +123,32 @@ class Participant:
         self._params["num_retries"] = config.retries
 
     async def take_turn(self, view: View) -> Action:
+        """One coordination turn; an auto agent falls back to the text protocol when tools do not work for it."""
+        switchable = self.auto and self.protocol == "tools"
+        try:
+            action = await self._take_turn(view)
+        except AgentFailed as exc:
+            if not (switchable and _refuses_tools(exc.__cause__)):
+                raise
+            self._switch_to_text(f"its provider refused tools ({exc})")
+            return await self._take_turn(view)
+        except TurnFailed:
+            if switchable:
+                self._failed_tool_turns += 1
+                if self._failed_tool_turns >= _TOOL_FAILURES_BEFORE_TEXT:
+                    self._switch_to_text(f"{self._failed_tool_turns} turns in a row had tool replies it could not use")
+            raise
+        self._failed_tool_turns = 0
+        return action
+
+    def _switch_to_text(self, why: str) -> None:
+        self.protocol = "text"
+        self.protocol_note = f"switched to the text protocol: {why}"
+        self.toolbox = None
+        self.conversation = flatten_tool_history(self.conversation)
+        self._note(f"{self.agent_id} {self.protocol_note}")
+
+    async def _take_turn(self, view: View) -> Action:
         """One coordination turn: a call, and one corrective retry if the reply cannot be used."""
         self._turn += 1
         tools = tool_schemas(view, self.contract) if self.protocol == "tools" else None

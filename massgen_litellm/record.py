@@ -43,6 +43,7 @@ class AgentInfo(BaseModel):
     id: str
     model: str
     protocol: Protocol
+    protocol_note: str | None = Field(None, description="Why an auto agent switched protocol, if it did.")
     status: str
     turns: int
     answers: int

@@ -295,6 +295,7 @@ class Run:
                     id=agent_id,
                     model=participant.config.model,
                     protocol=participant.protocol,
+                    protocol_note=participant.protocol_note,
                     status=state.status,
                     turns=state.turns,
                     answers=state.answers,

@@ -9,6 +9,8 @@ import time
 import litellm
 import pytest
 
+from massgen_litellm.config import AgentConfig
+from massgen_litellm.participant import pick_protocol
 from tests.conftest import agent, write_preset
 from tests.fake_llm import (
     Call,
@@ -156,7 +158,7 @@ async def test_run_timeout_ends_the_run_with_what_exists(fake, registered):
     fake.script("b", answer_then_vote("4"))
     # slow answers, then never finishes its next turn: the votes of a and b decide at the timeout.
     fake.script("slow", sequence(answer("4"), answer("late", delay=30)))
-    write_preset(registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=0.5)
+    write_preset(registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=1.5)
     began = time.monotonic()
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     assert time.monotonic() - began < 5
@@ -260,14 +262,52 @@ async def test_text_protocol_sends_no_tools(fake, registered):
     assert [a["protocol"] for a in response.massgen["agents"]] == ["text", "text"]
 
 
-async def test_unknown_models_default_to_the_text_protocol(fake, registered):
-    fake.script("mystery", lambda call: text("VOTE: agent1") if call.answers else text("4"))
-    entry = agent("mystery")
+@pytest.mark.parametrize(
+    ("model", "protocol"),
+    [
+        ("openrouter/openai/gpt-5", "tools"),  # the seed's own example: LiteLLM has no data on it
+        ("hosted_vllm/my-model", "tools"),
+        ("ollama_chat/llama3", "tools"),
+        ("openai/gpt-4o-mini", "tools"),
+        ("deepseek/deepseek-reasoner", "text"),  # LiteLLM knows it has no function calling
+    ],
+)
+def test_protocol_by_evidence_not_by_table(model, protocol):
+    assert pick_protocol(AgentConfig(model=model)) == protocol
+
+
+async def test_an_agent_whose_provider_refuses_tools_switches_to_text(fake, registered):
+    def old_model(call: Call) -> Reply:
+        if "tools" in call.body:
+            return fail(400, "This model does not support tools (function calling).")
+        return text("VOTE: agent1") if call.answers else text("4")
+
+    fake.script("old", old_model)
+    entry = agent("old", num_retries=0)
     del entry["protocol"]
     write_preset(registered, "m", [entry], final="winner_answer")
     response = await litellm.acompletion(model="massgen/m", messages=QUESTION)
-    assert response.massgen["agents"][0]["protocol"] == "text"
+    record = response.massgen["agents"][0]
     assert response.choices[0].message.content == "4"
+    assert record["protocol"] == "text" and "its provider refused tools" in record["protocol_note"]
+    assert ["tools" in c.body for c in fake.calls] == [True, False, False]
+
+
+async def test_an_agent_whose_tool_replies_keep_failing_switches_to_text(fake, registered):
+    def clumsy(call: Call) -> Reply:
+        if "tools" in call.body:
+            return Reply(tool="new_answer", arguments="{not json")
+        return text("VOTE: agent1") if call.answers else text("4")
+
+    fake.script("clumsy", clumsy)
+    entry = agent("clumsy")
+    del entry["protocol"]
+    write_preset(registered, "m", [entry], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/m", messages=QUESTION)
+    record = response.massgen["agents"][0]
+    assert response.choices[0].message.content == "4"
+    assert record["protocol"] == "text" and "2 turns in a row" in record["protocol_note"]
+    assert record["failed_turns"] == 2
 
 
 @pytest.mark.parametrize("form", ["optional_params", "keyword", "extra_body"])
