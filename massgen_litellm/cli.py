@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("file", type=Path)
     check.add_argument("--connect", action="store_true", help="start each MCP server and list its tools")
     commands.add_parser("proxy-config", help="print a LiteLLM proxy config that serves every preset")
+    importer = commands.add_parser("import", help="turn a MassGen YAML config into a preset")
+    importer.add_argument("config", type=Path)
+    importer.add_argument("-o", "--output", type=Path, help="the preset file to write (default: CONFIG's name)")
     report = commands.add_parser("report", help="render a run record (JSON) as a self-contained HTML page")
     report.add_argument("record", type=Path)
     report.add_argument("-o", "--output", type=Path, help="the HTML file to write (default: RECORD with .html)")
@@ -64,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "report":
         return _report(args.record, args.output)
+    if args.command == "import":
+        return _import(args.config, args.output)
     if args.command == "check":
         return _check(args.file, args.connect)
     if args.command == "presets":
@@ -140,6 +145,36 @@ def _describe_server(server: McpServer) -> str:
     allowed = f" tools={','.join(server.tools)}" if server.tools is not None else ""
     per_run = " per_run" if server.per_run else ""
     return f"{server.name} ({where}{'; headers ' + headers if headers else ''}{allowed}{per_run})"
+
+
+def _import(config_path: Path, output: Path | None) -> int:
+    import yaml
+    from pydantic import ValidationError
+
+    from .config import Preset
+    from .errors import describe_validation_error
+    from .massgen_import import import_config
+
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        print(f"error: {config_path} cannot be read as YAML: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(config, dict):
+        print(f"error: {config_path} is not a MassGen config (a YAML mapping with agents)", file=sys.stderr)
+        return 2
+    preset, left = import_config(config, config_path.name)
+    try:
+        Preset.model_validate(preset)
+    except ValidationError as exc:
+        print(f"error: the imported preset is not valid: {describe_validation_error(exc, Preset, '')}", file=sys.stderr)
+        return 2
+    target = output or config_path.with_suffix(".preset.yaml")
+    target.write_text(yaml.safe_dump(preset, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    print(f"wrote {target}: {len(preset['agents'])} agents")
+    for line in left:
+        print(f"  not carried: {line}")
+    return 0
 
 
 def _report(record_path: Path, output: Path | None) -> int:

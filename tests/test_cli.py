@@ -170,3 +170,63 @@ def test_ask_on_a_terminal_shows_the_live_view_then_markdown(team: dict[str, str
     for expected in ("agent1 · openai/m1", "agent2 · openai/m2", "voted", "votes agent1: 2", "tokens", "consensus"):
         assert expected in text, expected
     assert "Final: Four. Two and two make four." in text  # the Markdown bold markers are rendered, not printed
+
+
+MASSGEN_CONFIG = """
+agents:
+  - id: agent_a
+    backend:
+      type: claude
+      model: claude-sonnet-4-5-20250929
+      temperature: 0.2
+      cwd: workspace1
+      mcp_servers:
+        - {name: weather, type: stdio, command: npx, args: ["-y", "weather-mcp"]}
+    system_message: Be careful.
+  - id: agent_b
+    backend:
+      type: openai
+      model: gpt-5-mini
+      reasoning: {effort: low, summary: auto}
+      enable_web_search: true
+orchestrator:
+  snapshot_storage: snapshots
+  voting_sensitivity: balanced
+  coordination: {max_new_answers_global: 6, answer_novelty_requirement: strict}
+  max_new_answers_per_agent: 3
+timeout_settings:
+  orchestrator_timeout_seconds: 1800
+  initial_round_timeout_seconds: 120
+ui: {display_type: rich_terminal}
+"""
+
+
+def test_import_turns_a_massgen_config_into_a_preset_and_lists_what_it_left(tmp_path: Path) -> None:
+    config = tmp_path / "team.yaml"
+    config.write_text(MASSGEN_CONFIG)
+    target = tmp_path / "presets" / "team.yaml"
+    target.parent.mkdir()
+    done = cli("import", str(config), "-o", str(target))
+    assert done.returncode == 0, done.stderr
+    preset = yaml.safe_load(target.read_text())
+    assert [a["model"] for a in preset["agents"]] == ["anthropic/claude-sonnet-4-5-20250929", "openai/gpt-5-mini"]
+    assert preset["agents"][0]["mcp_servers"] == [{"name": "weather", "command": "npx", "args": ["-y", "weather-mcp"]}]
+    assert preset["agents"][1]["reasoning_effort"] == "low"
+    assert {k: preset[k] for k in ("voting_sensitivity", "answer_novelty_requirement", "max_new_answers_global")} == {
+        "voting_sensitivity": "balanced",
+        "answer_novelty_requirement": "strict",
+        "max_new_answers_global": 6,
+    }
+    assert preset["max_answers_per_agent"] == 3 and preset["run_timeout"] == 1800
+    assert preset["initial_round_timeout_seconds"] == 120
+    for left in (
+        "agents[0].backend.cwd",
+        "agents[1].backend.reasoning.summary",
+        "agents[1].backend.enable_web_search",
+        "orchestrator.snapshot_storage",
+        "ui:",
+    ):
+        assert f"not carried: {left}" in done.stdout
+    # The preset it wrote is one the package loads.
+    checked = cli("check", str(target), env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert checked.returncode == 0 and "MCP servers: weather (npx -y weather-mcp)" in checked.stdout
