@@ -238,3 +238,24 @@ async def test_a_proxy_client_picks_a_one_model_team_only_from_the_allow_list(fa
             model="massgen/ensemble", messages=QUESTION, optional_params={"model": "openai/gpt-5"}, **FROM_PROXY
         )
     assert fake.calls == []
+
+
+async def test_coordination_settings_from_a_proxy_client_only_tighten(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    write_preset(registered, "team", [agent("a"), agent("a")], initial_round_timeout_seconds=10, final="winner_answer")
+    with pytest.raises(litellm.BadRequestError, match="initial_round_timeout_seconds=100 is above this preset's 10"):
+        await litellm.acompletion(
+            model="massgen/team", messages=QUESTION, initial_round_timeout_seconds=100, **FROM_PROXY
+        )
+    # Where the preset sets no cap, any cap is tighter; the non-limit settings are the client's to choose.
+    response = await litellm.acompletion(
+        model="massgen/team",
+        messages=QUESTION,
+        max_new_answers_global=1,
+        voting_sensitivity="strict",
+        counterbalance_answer_order=False,
+        **FROM_PROXY,
+    )
+    options = response.massgen["options"]
+    assert options["max_new_answers_global"] == 1 and options["voting_sensitivity"] == "strict"
+    assert options["counterbalance_answer_order"] is False
