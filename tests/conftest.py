@@ -21,6 +21,7 @@ import yaml
 from massgen_litellm import register_with_litellm
 from tests.fake_llm import BASE, KEY, FakeLLM
 from tests.loopback import LoopbackServer
+from tests.proxy import LiteLLMProxy
 
 
 @pytest.fixture
@@ -41,6 +42,13 @@ def upstream() -> Iterator[LoopbackServer]:
     """The scripted backend as a real server, shared by a module's tests (a proxy process's participants)."""
     with LoopbackServer(FakeLLM()) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: LoopbackServer) -> Iterator[LiteLLMProxy]:
+    """The real LiteLLM proxy (tests/proxy_config.yaml) in front of `upstream`, shared by a module's tests."""
+    with LiteLLMProxy(upstream.base_url) as running:
+        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -50,12 +49,6 @@ def weather_agent(call: Call) -> Reply:
     if results:
         return answer(f"In Paris it is {results[-1]['content']}.")
     return Reply(tool="get_weather", arguments={"city": "Paris"})
-
-
-@pytest.fixture(scope="module")
-def proxy(upstream: LoopbackServer) -> Iterator[LiteLLMProxy]:
-    with LiteLLMProxy(upstream.base_url) as running:
-        yield running
 
 
 @pytest.fixture

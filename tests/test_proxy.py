@@ -12,7 +12,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,12 +28,6 @@ pytest.importorskip("uvicorn", reason="the LiteLLM proxy's dependencies are miss
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 LONG = "Four. Two plus two is four, because adding two to two gives four."
-
-
-@pytest.fixture(scope="module")
-def proxy(upstream: LoopbackServer) -> Iterator[LiteLLMProxy]:
-    with LiteLLMProxy(upstream.base_url) as running:
-        yield running
 
 
 @pytest.fixture
