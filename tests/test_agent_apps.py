@@ -16,22 +16,9 @@ import pytest
 from tests.fake_llm import Call, FakeLLM, Reply, answer, text, vote
 from tests.loopback import LoopbackServer
 from tests.proxy import MASTER_KEY, LiteLLMProxy
+from tests.test_client_tools import QUESTION, WEATHER
 
 pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[test,proxy]'")
-
-QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 def get_weather(city: str) -> str:
