@@ -90,13 +90,13 @@ class Participant:
         self._failed_tool_turns = 0
         self.n_agents = n_agents
         self.contract = contract
-        # Text-protocol agents get no tools of their own: their replies are read as text, not as calls.
-        self.toolbox = toolbox if self.protocol == "tools" else None
+        self.toolbox = toolbox
+        self.conversation = conversation
+        if self.protocol == "text":
+            self._drop_tools()
         self.max_tool_calls = max_tool_calls
         self.voting_sensitivity = voting_sensitivity
         self.novelty = novelty
-        # A model sent no tools is sent the caller's earlier tool calls and results as text.
-        self.conversation = flatten_tool_history(conversation) if self.protocol == "text" else conversation
         self.call_timeout = call_timeout
         self.budget = budget
         self.max_answer_chars = max_answer_chars
@@ -144,9 +144,14 @@ class Participant:
     def _switch_to_text(self, why: str) -> None:
         self.protocol = "text"
         self.protocol_note = f"switched to the text protocol: {why}"
+        self._drop_tools()
+        self._note(f"{self.agent_id} {self.protocol_note}")
+
+    def _drop_tools(self) -> None:
+        """What the text protocol means for an agent: no tools of its own (its replies are read as text, not as
+        calls), and the caller's earlier tool calls and results sent as text (a model sent no tools)."""
         self.toolbox = None
         self.conversation = flatten_tool_history(self.conversation)
-        self._note(f"{self.agent_id} {self.protocol_note}")
 
     async def _take_turn(self, view: View) -> Action:
         """One coordination turn: a call, and one corrective retry if the reply cannot be used."""
@@ -178,7 +183,7 @@ class Participant:
                 raise TurnFailed(parsed.problem)
         if not isinstance(parsed, NewAnswer):
             return parsed
-        content = self._cut(parsed.content) if len(parsed.content) > self.max_answer_chars else parsed.content
+        content = self._fit(parsed.content)
         if not work and content == parsed.content:
             return parsed
         shown = render_answer(content, parsed.tool_calls, work)
@@ -233,7 +238,7 @@ class Participant:
     async def present(self, messages: list[Message]) -> str:
         reply = await self._call(messages, "present", None, self.contract.response_format)
         text = reply.get("content") or ""
-        return self._cut(text) if len(text) > self.max_answer_chars else text
+        return self._fit(text)
 
     async def present_stream(self, messages: list[Message]) -> AsyncIterator[str]:
         """The winner's own stream, passed through delta by delta, within the call's deadline and the size cap."""
@@ -281,7 +286,10 @@ class Participant:
         self.budget.take(self.config.requests_per_call, presentation=kind == "present")
         return min(self.call_timeout, self.budget.seconds_left())
 
-    def _cut(self, text: str) -> str:
+    def _fit(self, text: str) -> str:
+        """`text`, or, past max_answer_chars, its cut with a marker (and a note in the record)."""
+        if len(text) <= self.max_answer_chars:
+            return text
         self._note(f"a reply of {self.agent_id} was cut from {len(text)} to max_answer_chars={self.max_answer_chars}")
         return text[: self.max_answer_chars] + f"\n[cut at {self.max_answer_chars} characters]"
 
