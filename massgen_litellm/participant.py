@@ -318,6 +318,10 @@ class Participant:
             "timeout": timeout,
             "metadata": {**self.metadata, "massgen_agent_id": self.agent_id, "massgen_call": kind},
         }
+        if self._params.get("seed") is not None:
+            # One seed per call, from the agent's: the same prompt with the same seed is the same reply, so a turn
+            # taken again on an unchanged view (after an unusable one) would be spent on a reply already refused.
+            kwargs["seed"] = self._params["seed"] + len(self.calls) - 1
         if kind != "present":
             kwargs["metadata"]["massgen_turn"] = self._turn
         if tools:

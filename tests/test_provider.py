@@ -467,3 +467,18 @@ async def test_cancelling_the_caller_cancels_participant_calls(fake, registered)
         await task
     assert time.monotonic() - began < 1
     assert all(c.ended for c in fake.calls)
+
+
+async def test_a_seeded_agent_gets_a_fresh_seed_for_every_call(fake, registered):
+    # The first call keeps the agent's own seed (the same reply as the model alone); every later one differs, since
+    # the same prompt with the same seed is the same reply, and a turn taken again after an unusable one would be
+    # spent on the reply already refused.
+    def stubborn(call: Call) -> Reply:
+        return text("VOTE: agent9") if call.answers else text("4")
+
+    fake.script("s", stubborn)
+    write_preset(registered, "seeded", [agent("s", protocol="text", seed=7)], max_turns_per_agent=3)
+    response = await litellm.acompletion(model="massgen/seeded", messages=QUESTION)
+    seeds = [c.body["seed"] for c in fake.calls_of("s")]
+    assert response.massgen["agents"][0]["failed_turns"] >= 1
+    assert seeds == list(range(7, 7 + len(seeds))) and len(seeds) >= 5
