@@ -442,12 +442,19 @@ def _most_agreed(answers: Mapping[str, str]) -> str:
 
     Used only when nobody voted and every answer was written without seeing another: independent answers that
     agree are likelier right than any one of them (self-consistency), and arrival order says nothing of quality.
+    Words every answer has (the task restated: "17 + 25 is ...") are left out: they cannot tell the answers apart,
+    and counted, they make a short wrong answer look close to two right ones that are worded differently.
     """
     words = {agent_id: set(_WORD.findall(text.lower())) for agent_id, text in answers.items()}
+    shared = set.intersection(*words.values()) if words else set()
+    words = {agent_id: found - shared for agent_id, found in words.items()}
+
+    def overlap(mine: set[str], theirs: set[str]) -> float:
+        # Two answers with nothing beyond the shared words are worded alike: full agreement.
+        return len(mine & theirs) / len(mine | theirs) if mine | theirs else 1.0
 
     def agreement(agent_id: str) -> float:
-        mine = words[agent_id]
         others = [theirs for other, theirs in words.items() if other != agent_id]
-        return sum(len(mine & theirs) / (len(mine | theirs) or 1) for theirs in others) / (len(others) or 1)
+        return sum(overlap(words[agent_id], theirs) for theirs in others) / (len(others) or 1)
 
     return max(answers, key=agreement)

@@ -320,6 +320,28 @@ async def test_with_no_votes_and_only_independent_answers_the_most_agreed_wins()
     assert not any(a.informed for a in outcome.answers)
 
 
+async def test_agreement_leaves_out_the_words_every_answer_has():
+    # Two agents say 42 in their own words, one says 38. Counting "17", "25" and "is", which every answer has,
+    # the short wrong answer is the closest to both long right ones; without them the two that agree win.
+    answers = {
+        "agent1": "17 + 25 is 38",
+        "agent2": "Adding them up very carefully, 17 + 25 is 42",
+        "agent3": "We know that in base ten 17 + 25 is 42",
+    }
+    outcome = await run(
+        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in answers.items()},
+        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
+    )
+    assert outcome.chosen_by == "most_agreed" and outcome.winner == "agent2"
+    # Answers with nothing but the shared words agree with each other fully.
+    same = {"agent1": "Not Paris: Lyon.", "agent2": "Paris", "agent3": "Paris!"}
+    outcome = await run(
+        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in same.items()},
+        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
+    )
+    assert outcome.winner == "agent2"
+
+
 async def test_a_straggler_no_longer_holds_the_others_once_its_round_closes():
     # agent3 takes 1 s a turn, the others 10 ms. Round one closes after 0.1 s + 0.05 s grace: agents 1 and 2 vote
     # without agent3's answer, and the run ends in consensus without waiting for it.
