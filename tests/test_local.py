@@ -73,33 +73,36 @@ def test_the_readme_command_answers_a_simple_question() -> None:
 SERVE_AND = """
 import os, sys, time
 from massgen_litellm import local_server
-model, first = local_server.endpoint("local/smollm2")
-again = local_server.endpoint("local/smollm2")[1]
-print(local_server._servers["smollm2"].process.pid, first == again, flush=True)
+pool = {local_server.endpoint("local/smollm2")[1] for _ in range(2 * local_server.pool_size())}
+pids = [server.pid for server in local_server._servers["smollm2"]]
+print(",".join(map(str, pids)), len(pool) == len(pids) == local_server.pool_size(), flush=True)
 if sys.argv[1] == "linger":
     time.sleep(120)
 """
 
 
-def start_parent(mode: str) -> tuple[subprocess.Popen[str], int]:
+def start_parent(mode: str) -> tuple[subprocess.Popen[str], list[int]]:
     parent = subprocess.Popen(
         [sys.executable, "-c", SERVE_AND, mode], stdout=subprocess.PIPE, text=True, env=offline_env()
     )
     assert parent.stdout is not None
-    pid, reused = parent.stdout.readline().split()
-    assert reused == "True", "a second use started a second server"
-    assert alive(int(pid))
-    return parent, int(pid)
+    pids, reused = parent.stdout.readline().split()
+    assert reused == "True", "later uses started more servers than one per CPU, or did not use them all"
+    servers = [int(pid) for pid in pids.split(",")]
+    assert all(alive(pid) for pid in servers)
+    return parent, servers
 
 
-def test_the_server_is_reused_and_stops_when_its_process_exits() -> None:
-    parent, server = start_parent("exit")
+def test_the_servers_are_reused_and_stop_when_their_process_exits() -> None:
+    parent, servers = start_parent("exit")
     assert parent.wait(60) == 0
-    wait_gone(server, 10)
+    for server in servers:
+        wait_gone(server, 10)
 
 
-def test_the_server_does_not_outlive_a_killed_parent() -> None:
-    parent, server = start_parent("linger")
-    parent.send_signal(signal.SIGKILL)  # no atexit, no cleanup: only the server's watchdog is left to notice
+def test_no_server_outlives_a_killed_parent() -> None:
+    parent, servers = start_parent("linger")
+    parent.send_signal(signal.SIGKILL)  # no atexit, no cleanup: only the servers' watchdogs are left to notice
     parent.wait(10)
-    wait_gone(server, 5)
+    for server in servers:
+        wait_gone(server, 5)
