@@ -7,9 +7,9 @@
 Each agent alone is one plain call of its model with its own system message and sampling, no coordination. The team
 is `massgen/<preset>`. A reply is right when one of the item's answers, normalised, appears in the normalised reply
 as whole words (see `normalise`). Reported per system: right answers with a 95% Wilson interval, calls, tokens and
-the median seconds a question; then the team against its best member on the same items: the difference, and an
-exact two-sided McNemar (sign) test on the items where exactly one of the two was right, which says how sure the
-difference is on a set this small. A keyed preset whose keys are missing is skipped, with the reason.
+the median seconds a question; then the team against its best member on the same items: the difference with its
+95% interval, and an exact two-sided McNemar (sign) test on the items where exactly one of the two was right: how
+sure the difference is on a set this small. A keyed preset whose keys are missing is skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import argparse
 import asyncio
+import json
 import math
 import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import litellm
@@ -72,6 +75,19 @@ class Score:
     calls: int = 0
     tokens: int = 0
     seconds: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+    def add(self, item: Item, reply: str, calls: int, tokens: int, seconds: float) -> bool:
+        right = is_right(reply, item)
+        self.right.append(right)
+        self.kinds.append(item.kind)
+        self.calls, self.tokens = self.calls + calls, self.tokens + tokens
+        self.seconds.append(seconds)
+        return right
+
+    def by_kind(self) -> str:
+        counts = Counter(kind for kind, right in zip(self.kinds, self.right, strict=True) if right)
+        return ", ".join(f"{counts[kind]}/{self.kinds.count(kind)} {kind}" for kind in sorted(set(self.kinds)))
 
     def row(self) -> str:
         n = len(self.right)
@@ -79,7 +95,7 @@ class Score:
         median = statistics.median(self.seconds) if self.seconds else 0.0
         return (
             f"| {self.name} | {sum(self.right)}/{n} ({low:.0%}–{high:.0%}) | {self.calls / max(n, 1):.1f} | "
-            f"{self.tokens / max(n, 1):.0f} | {median:.1f} s |"
+            f"{self.tokens / max(n, 1):.0f} | {median:.1f} s | {self.by_kind()} |"
         )
 
 
@@ -101,8 +117,17 @@ def mcnemar(team: Sequence[bool], member: Sequence[bool]) -> tuple[int, int, flo
     return only_team, only_member, p
 
 
-async def alone(agent: AgentConfig, item: Item) -> tuple[str, int, float]:
-    """One plain call of the agent's model: its system message, its sampling, the question."""
+def paired_interval(gained: int, lost: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (Wald) interval of the difference in accuracy of two systems scored on the same n items."""
+    if n == 0:
+        return 0.0, 0.0
+    difference = (gained - lost) / n
+    half = z * math.sqrt(max(gained + lost - (gained - lost) ** 2 / n, 0.0)) / n
+    return difference - half, difference + half
+
+
+async def reach(agent: AgentConfig) -> tuple[str, dict[str, Any]]:
+    """The model string and call parameters of the agent's model, with its sampling."""
     model, params = agent.model, {**agent.sampling()}
     if local_server.is_local(model):
         model, api_base = await asyncio.to_thread(local_server.endpoint, model)
@@ -112,6 +137,12 @@ async def alone(agent: AgentConfig, item: Item) -> tuple[str, int, float]:
             params["api_base"] = agent.api_base
         if agent.api_key:
             params["api_key"] = agent.resolved_api_key()
+    return model, params
+
+
+async def alone(agent: AgentConfig, item: Item) -> tuple[str, int, float]:
+    """One plain call of the agent's model: its system message, its sampling, the question."""
+    model, params = await reach(agent)
     messages = [{"role": "system", "content": agent.system_message}] if agent.system_message else []
     messages.append({"role": "user", "content": item.question})
     began = time.monotonic()
@@ -145,37 +176,44 @@ def missing_keys(agents: Sequence[AgentConfig]) -> list[str]:
     return problems
 
 
-async def evaluate(preset_name: str, chosen: Sequence[Item]) -> None:
+async def evaluate(preset_name: str, chosen: Sequence[Item]) -> list[dict[str, Any]]:
+    """Print the preset's table; return each item's replies and the team's run (for --out)."""
     preset = PresetStore().load(preset_name)
     problems = missing_keys(preset.agents)
     if problems:
         print(f"massgen/{preset_name}: skipped, {problems[0]}")
-        return
+        return []
     members = [Score(f"agent{i} alone ({a.model})") for i, a in enumerate(preset.agents, start=1)]
     whole = Score(f"team (massgen/{preset_name})")
+    chosen_by: Counter[str] = Counter()
+    rows: list[dict[str, Any]] = []
     for item in chosen:
+        row: dict[str, Any] = {"question": item.question, "kind": item.kind, "alone": []}
         for agent, score in zip(preset.agents, members, strict=True):
             reply, tokens, seconds = await alone(agent, item)
-            score.right.append(is_right(reply, item))
-            score.calls, score.tokens = score.calls + 1, score.tokens + tokens
-            score.seconds.append(seconds)
+            row["alone"].append({"reply": reply, "right": score.add(item, reply, 1, tokens, seconds)})
         reply, record, seconds = await team(preset_name, item)
-        whole.right.append(is_right(reply, item))
-        whole.calls += len(record["calls"])
-        whole.tokens += record["usage"]["total_tokens"]
-        whole.seconds.append(seconds)
+        right = whole.add(item, reply, len(record["calls"]), record["usage"]["total_tokens"], seconds)
+        chosen_by[f"{record['end_reason']}, chosen by {record['chosen_by']}"] += 1
+        row["team"] = {"reply": reply, "right": right, "seconds": round(seconds, 2), "run": record["run_id"]}
+        row["team"].update({key: record[key] for key in ("end_reason", "chosen_by", "winner", "tally")})
+        row["team"]["answers"] = {a["agent_id"]: a["content"] for a in record["answers"]}
+        rows.append(row)
     print(f"\nmassgen/{preset_name}, {len(chosen)} items")
-    print("| system | right (95% interval) | calls a question | tokens a question | median time |")
-    print("|---|---:|---:|---:|---:|")
+    print("| system | right (95% interval) | calls a question | tokens a question | median time | right by kind |")
+    print("|---|---:|---:|---:|---:|---|")
     for score in [*members, whole]:
         print(score.row())
     best = max(members, key=lambda s: sum(s.right))
     gained, lost, p = mcnemar(whole.right, best.right)
-    difference = (sum(whole.right) - sum(best.right)) / len(chosen)
+    low, high = paired_interval(gained, lost, len(chosen))
     print(
-        f"\nteam against its best member ({best.name}): {difference:+.0%}; right only for the team on {gained} "
-        f"items, only for the member on {lost}; exact McNemar p = {p:.3f}"
+        f"\nteam against its best member ({best.name}): {(gained - lost) / len(chosen):+.0%} (95% interval "
+        f"{low:+.0%} to {high:+.0%}); right only for the team on {gained} items, only for the member on {lost}; "
+        f"exact McNemar p = {p:.3f}"
     )
+    print("how the team's runs ended: " + "; ".join(f"{why}: {n}" for why, n in chosen_by.most_common()))
+    return rows
 
 
 async def main(argv: Sequence[str] | None = None) -> None:
@@ -183,12 +221,16 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--preset", action="append", help="preset(s) to evaluate (default: local)")
     parser.add_argument("--items", type=int, default=100, help="the first N items (default: all 100)")
     parser.add_argument("--quick", action="store_true", help="2 items of the local preset, nothing asserted (CI)")
+    parser.add_argument("--out", type=Path, help="a folder for <preset>.jsonl: each item's replies and team run")
     args = parser.parse_args(argv)
     register_with_litellm(load_env=True)
     litellm.suppress_debug_info = True
     chosen = items()[: 2 if args.quick else args.items]
     for preset in args.preset or ["local"]:
-        await evaluate(preset, chosen)
+        rows = await evaluate(preset, chosen)
+        if args.out and rows:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"{preset}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""The answer-quality harness's scoring (benchmarks/quality.py): the normaliser, the interval and the paired test."""
+"""The answer-quality harness (benchmarks/quality.py): its scoring, its paired test, and how it treats keyed presets."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.quality import is_right, mcnemar, normalise, wilson
+from benchmarks.quality import evaluate, is_right, mcnemar, normalise, paired_interval, wilson
 from benchmarks.quality_items import Item, items
+from tests.fake_llm import BASE, KEY, answer_then_vote
 
 
 def test_the_set_has_100_items_of_both_kinds_and_a_prefix_has_both():
@@ -50,3 +51,32 @@ def test_mcnemar_counts_only_the_items_where_the_two_differ():
     assert (gained, lost) == (5, 2)
     assert p == pytest.approx(0.453, abs=0.001)  # 2 * P(X <= 2), X ~ Binomial(7, 1/2)
     assert mcnemar([True], [True]) == (0, 0, 1.0)
+
+
+def test_the_paired_interval_of_the_difference():
+    # 12 items only the team got, 3 only the member, of 100: +9%, and the interval says it is above zero.
+    low, high = paired_interval(12, 3, 100)
+    assert low == pytest.approx(0.0167, abs=0.001) and high == pytest.approx(0.1633, abs=0.001)
+    assert paired_interval(5, 5, 100)[0] < 0 < paired_interval(5, 5, 100)[1]
+    assert paired_interval(0, 0, 0) == (0.0, 0.0)
+
+
+async def test_a_keyed_preset_is_skipped_with_its_reason_and_run_once_its_key_exists(
+    fake, registered, monkeypatch, capsys
+):
+    # `ensemble` is three openai/gpt-4.1-mini agents. Without the key the harness says what is missing; with one
+    # (here the scripted backend stands in for OpenAI) it runs the same comparison as for `local`.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert await evaluate("ensemble", items()[:2]) == []
+    assert "massgen/ensemble: skipped, openai/gpt-4.1-mini needs OPENAI_API_KEY" in capsys.readouterr().out
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_BASE", BASE)
+    fake.script("gpt-4.1-mini", answer_then_vote("The capital of France is Paris."))
+    rows = await evaluate("ensemble", items()[:2])
+    out = capsys.readouterr().out
+    assert [row["question"] for row in rows] == [item.question for item in items()[:2]]
+    assert [row["team"]["right"] for row in rows] == [True, False]  # Paris is right only for the first item
+    assert all(len(row["alone"]) == 3 for row in rows) and rows[0]["team"]["chosen_by"] == "votes"
+    assert "| team (massgen/ensemble) | 1/2 " in out and out.count("alone (openai/gpt-4.1-mini) | 1/2 ") == 3
+    assert "team against its best member" in out
