@@ -1,4 +1,4 @@
-"""The answer-quality harness (benchmarks/quality.py): its scoring, its paired test, and how it treats keyed presets."""
+"""The answer-quality benchmarks: the harness's scoring, paired test and keyed presets; the judging tallies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 from benchmarks.quality import evaluate, is_right, mcnemar, normalise, paired_interval, wilson
 from benchmarks.quality_items import Item, items
-from tests.fake_llm import BASE, KEY, answer_then_vote
+from benchmarks import judging
+from tests.fake_llm import BASE, KEY, Call, Reply, answer_then_vote, text
 
 
 def test_the_set_has_100_items_of_both_kinds_and_a_prefix_has_both():
@@ -80,3 +81,25 @@ async def test_a_keyed_preset_is_skipped_with_its_reason_and_run_once_its_key_ex
     assert all(len(row["alone"]) == 3 for row in rows) and rows[0]["team"]["chosen_by"] == "votes"
     assert "| team (massgen/ensemble) | 1/2 " in out and out.count("alone (openai/gpt-4.1-mini) | 1/2 ") == 3
     assert "team against its best member" in out
+
+
+async def test_the_judging_benchmark_counts_votes_and_second_answers(fake, registered, monkeypatch, capsys):
+    # ensemble's agent1 (temperature 0.2) knows the capital of France and the others do not: the first item is
+    # disputed, the second (arithmetic, nobody right) is not. Shown the answers, every agent votes for the right
+    # one when it may only vote, and answers right when it may answer again.
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_BASE", BASE)
+
+    def model(call: Call) -> Reply:
+        if not call.answers:
+            return text("Paris" if call.body.get("temperature") == 0.2 else "Lyon")
+        if "may only vote" in call.prompt or "given all the answers you may" in call.prompt:
+            return text(f"VOTE: {next(a for a, t in call.answers.items() if t == 'Paris')}\nREASON: Paris")
+        return text("It is Paris.")
+
+    fake.script("gpt-4.1-mini", model)
+    await judging.evaluate("ensemble", items()[:2])
+    out = capsys.readouterr().out
+    assert "1 of 2 items had right and wrong first answers" in out
+    assert "| may only vote | 3 | 3 | 3 (1.0) | 0 of 0 (0) |" in out
+    assert "| may vote or answer | 3 | 0 | 0 (0.0) | 3 of 3 (1) |" in out
