@@ -303,17 +303,23 @@ async def test_answers_are_shown_in_agent_order_not_arrival_order():
     assert any(list(view.answers) == ["agent1", "agent2", "agent3"] for _, view in seen)
 
 
+async def answered_alone(answers, delays=None):
+    """A run in which every agent gives its one answer without seeing another, and nobody votes."""
+    return await run(
+        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in answers.items()},
+        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
+        delays=delays,
+    )
+
+
 async def test_with_no_votes_and_only_independent_answers_the_most_agreed_wins():
     answers = {
         "agent1": "Lyon, surely.",
         "agent2": "The capital of France is Paris.",
         "agent3": "Paris is the capital.",
     }
-    outcome = await run(
-        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in answers.items()},
-        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
-        delays={"agent1": 0.02, "agent2": 0.0, "agent3": 0.01},  # agent1, the odd one out, answers last
-    )
+    # agent1, the odd one out, answers last.
+    outcome = await answered_alone(answers, delays={"agent1": 0.02, "agent2": 0.0, "agent3": 0.01})
     assert outcome.end_reason == "turn_limit" and not any(outcome.tally.values())
     assert outcome.winner == "agent2"  # agrees with agent3 as much as agent3 with it; listed first
     assert outcome.chosen_by == "most_agreed"
@@ -328,17 +334,10 @@ async def test_agreement_leaves_out_the_words_every_answer_has():
         "agent2": "Adding them up very carefully, 17 + 25 is 42",
         "agent3": "We know that in base ten 17 + 25 is 42",
     }
-    outcome = await run(
-        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in answers.items()},
-        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
-    )
+    outcome = await answered_alone(answers)
     assert outcome.chosen_by == "most_agreed" and outcome.winner == "agent2"
     # Answers with nothing but the shared words agree with each other fully.
-    same = {"agent1": "Not Paris: Lyon.", "agent2": "Paris", "agent3": "Paris!"}
-    outcome = await run(
-        {agent_id: (lambda view, text=text: NewAnswer(text)) for agent_id, text in same.items()},
-        limits=Limits(max_answers_per_agent=1, max_turns_per_agent=1),
-    )
+    outcome = await answered_alone({"agent1": "Not Paris: Lyon.", "agent2": "Paris", "agent3": "Paris!"})
     assert outcome.winner == "agent2"
 
 

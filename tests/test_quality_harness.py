@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks import judging
 from benchmarks.quality import evaluate, is_right, mcnemar, normalise, paired_interval, wilson
 from benchmarks.quality_items import Item, items
-from benchmarks import judging
 from tests.fake_llm import BASE, KEY, Call, Reply, answer_then_vote, text
 
 
