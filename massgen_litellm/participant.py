@@ -321,7 +321,9 @@ class Participant:
         if self._params.get("seed") is not None:
             # One seed per call, from the agent's: the same prompt with the same seed is the same reply, so a turn
             # taken again on an unchanged view (after an unusable one) would be spent on a reply already refused.
-            kwargs["seed"] = self._params["seed"] + len(self.calls) - 1
+            # Counted down instead near the top of the 64-bit range that providers accept.
+            seed, index = self._params["seed"], len(self.calls) - 1
+            kwargs["seed"] = seed + index if seed + index < 2**63 else seed - index
         if kind != "present":
             kwargs["metadata"]["massgen_turn"] = self._turn
         if tools:

@@ -482,3 +482,9 @@ async def test_a_seeded_agent_gets_a_fresh_seed_for_every_call(fake, registered)
     seeds = [c.body["seed"] for c in fake.calls_of("s")]
     assert response.massgen["agents"][0]["failed_turns"] >= 1
     assert seeds == list(range(7, 7 + len(seeds))) and len(seeds) >= 5
+    # At the top of the range a seed counts down, so every call's seed stays one a provider accepts.
+    fake.calls.clear()
+    write_preset(registered, "seeded", [agent("s", protocol="text", seed=2**63 - 1)], max_turns_per_agent=3)
+    await litellm.acompletion(model="massgen/seeded", messages=QUESTION)
+    seeds = [c.body["seed"] for c in fake.calls_of("s")]
+    assert seeds == [2**63 - 1 - n for n in range(len(seeds))] and len(seeds) >= 5
