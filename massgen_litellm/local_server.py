@@ -6,8 +6,8 @@ and stop when the process exits. Each runs as a child process under a watchdog t
 gone, so even a parent killed with SIGKILL leaves no server behind.
 
 llama.cpp's Python server answers one request at a time, and a small model does not keep even one core busy on its
-own, so there is one server per CPU this process may use, each on one thread, and agents are spread over them:
-agents of one run are answered side by side instead of in turn.
+own, so there is one server per CPU this process may use (up to MAX_SERVERS), each on one thread, and agents are
+spread over them: agents of one run are answered side by side instead of in turn.
 
 `python -m massgen_litellm.local_server` serves the default model in the foreground, for use from elsewhere.
 """
@@ -73,9 +73,15 @@ def _serve(model_path: Path) -> ServerProcess:
     return ServerProcess("the local model server", command, port, "/v1/models")
 
 
+# Each server holds its own copy of the model and its context (300–400 MB): a few answer a run's agents side by side,
+# and more would cost a big host gigabytes for calls that never come at once.
+MAX_SERVERS = 4
+
+
 def pool_size() -> int:
-    """One server per CPU this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One server per CPU this process may run on, up to MAX_SERVERS."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, MAX_SERVERS)
 
 
 _servers: dict[str, list[ServerProcess]] = {}

@@ -215,3 +215,11 @@ async def test_massgens_request_keys_model_and_num_agents(fake, registered, prov
         await litellm.acompletion(
             model="massgen/team", messages=QUESTION, optional_params={"model": "openai/a", "models": ["openai/b"]}
         )
+
+
+def test_the_local_model_gets_one_server_per_cpu_up_to_a_few(monkeypatch):
+    # Each server is a copy of the model and its context: a 64-CPU host must not start 64 of them.
+    monkeypatch.setattr(local_server.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert local_server.pool_size() == local_server.MAX_SERVERS
+    monkeypatch.setattr(local_server.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert local_server.pool_size() == 1
