@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import litellm
 
-from benchmarks.quality import alone, is_right, missing_keys, reach
+from benchmarks.quality import alone, is_right, reach, runnable_agents
 from benchmarks.quality_items import Item, items
 from massgen_litellm import register_with_litellm
 from massgen_litellm.config import AgentConfig
 from massgen_litellm.coordination import NewAnswer, View, Vote
-from massgen_litellm.presets import PresetStore
 from massgen_litellm.protocol import parse_reply, turn_messages
 
 
@@ -54,12 +53,9 @@ async def judge(agent: AgentConfig, agent_id: str, n: int, item: Item, view: Vie
 
 
 async def evaluate(preset_name: str, chosen: Sequence[Item]) -> None:
-    preset = PresetStore().load(preset_name)
-    problems = missing_keys(preset.agents)
-    if problems:
-        print(f"massgen/{preset_name}: skipped, {problems[0]}")
+    agents = runnable_agents(preset_name)
+    if agents is None:
         return
-    agents = preset.agents
     only_vote, vote_or_answer, disputed = Tally(), Tally(), 0
     for item in chosen:
         first = [(await alone(agent, item))[0] for agent in agents]

@@ -176,20 +176,28 @@ def missing_keys(agents: Sequence[AgentConfig]) -> list[str]:
     return problems
 
 
-async def evaluate(preset_name: str, chosen: Sequence[Item]) -> list[dict[str, Any]]:
-    """Print the preset's table; return each item's replies and the team's run (for --out)."""
-    preset = PresetStore().load(preset_name)
-    problems = missing_keys(preset.agents)
+def runnable_agents(preset_name: str) -> list[AgentConfig] | None:
+    """The preset's agents, or None after saying why it is skipped (a missing key, say)."""
+    agents = PresetStore().load(preset_name).agents
+    problems = missing_keys(agents)
     if problems:
         print(f"massgen/{preset_name}: skipped, {problems[0]}")
+        return None
+    return agents
+
+
+async def evaluate(preset_name: str, chosen: Sequence[Item]) -> list[dict[str, Any]]:
+    """Print the preset's table; return each item's replies and the team's run (for --out)."""
+    agents = runnable_agents(preset_name)
+    if agents is None:
         return []
-    members = [Score(f"agent{i} alone ({a.model})") for i, a in enumerate(preset.agents, start=1)]
+    members = [Score(f"agent{i} alone ({a.model})") for i, a in enumerate(agents, start=1)]
     whole = Score(f"team (massgen/{preset_name})")
     chosen_by: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     for item in chosen:
         row: dict[str, Any] = {"question": item.question, "kind": item.kind, "alone": []}
-        for agent, score in zip(preset.agents, members, strict=True):
+        for agent, score in zip(agents, members, strict=True):
             reply, tokens, seconds = await alone(agent, item)
             row["alone"].append({"reply": reply, "right": score.add(item, reply, 1, tokens, seconds)})
         reply, record, seconds = await team(preset_name, item)
