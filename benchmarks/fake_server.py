@@ -1,4 +1,4 @@
-"""The tests' scripted OpenAI-compatible server (`tests/loopback.py`), in a process of its own, for benchmarks.
+"""The tests' scripted OpenAI-compatible server (`massgen_litellm/testing/loopback.py`), in a process of its own, for benchmarks.
 
 Every model it is asked for runs the same two-round script after a fixed latency: answer, then vote for agent1
 once agent1 has answered, then present. `--dialect massgen` reads the prompts of the `massgen` package instead of
@@ -14,8 +14,8 @@ import argparse
 import re
 import sys
 
-from tests.fake_llm import Call, FakeLLM, Reply, Script, answer, answer_then_vote, text, vote
-from tests.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, Script, answer, answer_then_vote, text, vote
+from massgen_litellm.testing.loopback import LoopbackServer
 
 ANSWER = "The answer is 4: two plus two makes four."
 # How massgen shows existing answers: `<agent1> ... <end of agent1>` inside its CURRENT ANSWERS block.

@@ -11,7 +11,7 @@ import pytest
 from litellm.integrations.custom_logger import CustomLogger
 
 from tests.conftest import agent, write_preset
-from tests.fake_llm import answer_then_vote
+from massgen_litellm.testing.openai_chat import answer_then_vote
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

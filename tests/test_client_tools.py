@@ -12,7 +12,7 @@ import litellm
 import pytest
 
 from tests.conftest import agent, write_preset
-from tests.fake_llm import Call, Reply, answer, text, vote
+from massgen_litellm.testing.openai_chat import Call, Reply, answer, text, vote
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {

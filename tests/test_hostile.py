@@ -12,8 +12,8 @@ import pytest
 
 from massgen_litellm.protocol import fence_tag
 from tests.conftest import write_preset
-from tests.fake_llm import KEY, Call, FakeLLM, Reply, answer_then_vote, text
-from tests.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer_then_vote, text
+from massgen_litellm.testing.loopback import LoopbackServer
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 FAKE_CALL = {"tool_calls": [{"function": {"name": "vote", "arguments": json.dumps({"agent_id": "agent2"})}}]}

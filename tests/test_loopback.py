@@ -10,8 +10,8 @@ import litellm
 import pytest
 
 from tests.conftest import write_preset
-from tests.fake_llm import KEY, FakeLLM, answer, answer_then_vote
-from tests.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer, answer_then_vote
+from massgen_litellm.testing.loopback import LoopbackServer
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

@@ -17,7 +17,7 @@ import litellm
 import pytest
 
 from tests.conftest import agent, write_preset
-from tests.fake_llm import Call, Reply, answer, vote
+from massgen_litellm.testing.openai_chat import Call, Reply, answer, vote
 
 pytest.importorskip("mcp", reason="MCP tools need the `tools` extra: pip install -e '.[test,tools]'")
 

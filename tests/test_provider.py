@@ -12,7 +12,7 @@ import pytest
 from massgen_litellm.config import AgentConfig
 from massgen_litellm.participant import pick_protocol
 from tests.conftest import agent, write_preset
-from tests.fake_llm import (
+from massgen_litellm.testing.openai_chat import (
     Call,
     FakeLLM,
     Reply,

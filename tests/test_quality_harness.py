@@ -7,7 +7,7 @@ import pytest
 from benchmarks import judging
 from benchmarks.quality import evaluate, is_right, mcnemar, normalise, paired_interval, wilson
 from benchmarks.quality_items import Item, items
-from tests.fake_llm import BASE, KEY, Call, Reply, answer_then_vote, text
+from massgen_litellm.testing.openai_chat import BASE, KEY, Call, Reply, answer_then_vote, text
 
 
 def test_the_set_has_100_items_of_both_kinds_and_a_prefix_has_both():

@@ -10,7 +10,7 @@ import pytest
 
 from massgen_litellm.record import RunRecord
 from tests.conftest import agent, write_preset
-from tests.fake_llm import answer_then_vote, fail
+from massgen_litellm.testing.openai_chat import answer_then_vote, fail
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

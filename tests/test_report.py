@@ -16,7 +16,7 @@ from PIL import Image
 from massgen_litellm.record import RunRecord
 from massgen_litellm.report import render
 from tests.conftest import agent, write_preset
-from tests.fake_llm import Call, Reply, answer, answer_then_vote, fail, vote
+from massgen_litellm.testing.openai_chat import Call, Reply, answer, answer_then_vote, fail, vote
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 HOSTILE = '4 <script>document.title="pwned"</script><img src="http://example.invalid/x.png">'

@@ -12,8 +12,8 @@ import litellm
 import pytest
 
 from tests.conftest import write_preset
-from tests.fake_llm import Call, FakeLLM, Reply, answer_then_vote
-from tests.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer_then_vote
+from massgen_litellm.testing.loopback import LoopbackServer
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 IN_PRESET = "sk-PLANTED-in-preset-7f3a9c"

@@ -10,7 +10,7 @@ import litellm
 import pytest
 
 from tests.conftest import agent, write_preset
-from tests.fake_llm import Call, Reply, answer, answer_then_vote, text, vote
+from massgen_litellm.testing.openai_chat import Call, Reply, answer, answer_then_vote, text, vote
 
 QUESTION = [{"role": "user", "content": "Name the capital of France and one fact about it."}]
 

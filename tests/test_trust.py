@@ -18,7 +18,7 @@ import pytest
 from massgen_litellm.config import ClientPolicy
 from massgen_litellm.record import RunRecord
 from tests.conftest import agent, write_preset
-from tests.fake_llm import Reply, answer, answer_then_vote, fail, vote
+from massgen_litellm.testing.openai_chat import Reply, answer, answer_then_vote, fail, vote
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 FROM_PROXY = {"proxy_server_request": {"url": "http://proxy/v1/chat/completions", "method": "POST", "body": {}}}

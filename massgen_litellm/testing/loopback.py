@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from tests.fake_llm import CUT_HEADER, ENDLESS_HEADER, FakeLLM
+from massgen_litellm.testing.openai_chat import CUT_HEADER, ENDLESS_HEADER, FakeLLM
 
 
 class LoopbackServer:
