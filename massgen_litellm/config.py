@@ -164,6 +164,13 @@ class RunOptions(BaseModel):
         5, ge=0, le=50, description="Calls of the agents' own (MCP) tools one turn may make before it must answer."
     )
     tool_timeout: float = Field(30.0, gt=0, le=3600, description="Seconds for one call of an MCP tool.")
+    server_start_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds an MCP server may take to start and list its tools (an `npx -y` server fetches its "
+        "package on first start), apart from tool_timeout; never more than the run's run_timeout.",
+    )
     tool_result_chars: int = Field(
         4_000, ge=100, le=1_000_000, description="A tool result is cut to this, for the agent and for the others."
     )
@@ -181,6 +188,7 @@ LIMIT_OPTIONS = (
     "max_answer_chars",
     "max_tool_calls_per_turn",
     "tool_timeout",
+    "server_start_timeout",
     "tool_result_chars",
     "max_new_answers_global",
     "initial_round_timeout_seconds",

@@ -6,8 +6,9 @@ gets a fresh process for each run, so one run's state never leaks into another's
 portal's long-lived loop, whichever loop a run is on, and is closed at exit; a stdio server's stdin closes with its
 parent, so even a parent killed outright leaves none behind.
 
-Nothing a server does can take a run down: a server that will not start, crashes, hangs past `tool_timeout` or
-answers with an error becomes an error result that the agent reads like any other, and that the record keeps.
+Nothing a server does can take a run down: a server that will not start within `server_start_timeout`, crashes,
+hangs past `tool_timeout` or answers with an error becomes an error result that the agent reads like any other, and
+that the record keeps.
 """
 
 from __future__ import annotations
@@ -40,35 +41,53 @@ class Unavailable(Exception):
 
 
 class Connection:
-    """One MCP server, connected on the portal loop by a task that holds the SDK's client open until stopped."""
+    """One MCP server, connected on the portal loop by a task that holds the SDK's client open until stopped.
+
+    Starting is on its own clock (`server_start_timeout`), apart from a tool call's (`tool_timeout`): a server
+    started with `npx -y` may spend a minute fetching its package the first time, while its calls take milliseconds.
+    A shared server whose start outlasts one run's wait goes on starting, so the next run finds it ready.
+    """
 
     def __init__(self, server: McpServer) -> None:
         self.server = server
         self.tools: list[Any] = []
         self._task: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
+        self._started: asyncio.Event | None = None  # set once the start has succeeded or failed
+        self._failure: Unavailable | None = None  # why the last start failed, or why the server stopped
+        self._began = 0.0  # when the pending start began (loop time)
         self._stop: asyncio.Event | None = None
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
 
-    async def ensure(self, timeout: float) -> None:
-        """Connected, or Unavailable; a dead connection is started again. Runs on the portal loop."""
+    async def ensure(self, start_timeout: float) -> None:
+        """Connected, or Unavailable; a dead connection, or a start pending for longer than `start_timeout`, is
+        started again. Runs on the portal loop."""
         self._lock = self._lock or asyncio.Lock()
+        loop = asyncio.get_running_loop()
         async with self._lock:
             live = self._task is not None and not self._task.done()
-            if live and self._ready is not None and self._ready.done() and self._ready.exception() is None:
-                return
-            self._ready = asyncio.get_running_loop().create_future()
-            self._stop = asyncio.Event()
-            self._task = asyncio.create_task(self._hold(), name=f"massgen-mcp-{self.server.name}")
-            try:
-                await asyncio.wait_for(asyncio.shield(self._ready), timeout)
-            except asyncio.TimeoutError:
-                self._task.cancel()
-                raise Unavailable(f"MCP server '{self.server.name}' did not start within {timeout:.0f}s") from None
+            pending = self._started is not None and not self._started.is_set()
+            stale = pending and loop.time() - self._began > start_timeout
+            if not live or stale or (not pending and self._failure is not None):
+                await self.stop()
+                self._started, self._failure, self._began = asyncio.Event(), None, loop.time()
+                self._stop = asyncio.Event()
+                self._task = asyncio.create_task(self._hold(), name=f"massgen-mcp-{self.server.name}")
+            started = self._started
+            assert started is not None
+            wait = max(0.0, start_timeout - (loop.time() - self._began))
+        try:
+            await asyncio.wait_for(started.wait(), wait)
+        except asyncio.TimeoutError:
+            raise Unavailable(
+                f"MCP server '{self.server.name}' did not start within server_start_timeout={start_timeout:g}s"
+            ) from None
+        if self._failure is not None:
+            raise self._failure
 
     async def _hold(self) -> None:
-        assert self._ready is not None and self._stop is not None
+        assert self._started is not None and self._stop is not None
+        started = self._started
         try:
             async with AsyncExitStack() as stack:
                 from mcp import Client
@@ -77,15 +96,16 @@ class Connection:
                 listing = await self._client.list_tools()
                 allowed = self.server.tools
                 self.tools = [t for t in listing.tools if allowed is None or t.name in allowed]
-                self._ready.set_result(None)
+                started.set()
                 await self._stop.wait()
         except Exception as exc:
-            if not self._ready.done():
-                self._ready.set_exception(Unavailable(f"MCP server '{self.server.name}' could not start: {_why(exc)}"))
+            if not started.is_set():
+                self._failure = Unavailable(f"MCP server '{self.server.name}' could not start: {_why(exc)}")
         finally:
             self._client = None
-            if not self._ready.done():
-                self._ready.set_exception(Unavailable(f"MCP server '{self.server.name}' stopped"))
+            if self._failure is None:  # stopped, crashed or cancelled after (or while) starting
+                self._failure = Unavailable(f"MCP server '{self.server.name}' stopped")
+            started.set()
 
     def _transport(self, stack: AsyncExitStack) -> Any:
         if self.server.url is not None:
@@ -105,9 +125,9 @@ class Connection:
         )
         return stdio_client(params, errlog=errlog)
 
-    async def call(self, name: str, arguments: dict[str, Any], timeout: float) -> ToolResult:
+    async def call(self, name: str, arguments: dict[str, Any], timeout: float, start_timeout: float) -> ToolResult:
         """Runs on the portal loop."""
-        await self.ensure(timeout)
+        await self.ensure(start_timeout)
         try:
             result = await asyncio.wait_for(self._client.call_tool(name, arguments), timeout)
         except asyncio.TimeoutError:
@@ -124,6 +144,8 @@ class Connection:
         if self._stop is not None:
             self._stop.set()
         if self._task is not None:
+            if self._started is not None and not self._started.is_set():
+                self._task.cancel()  # still starting: there is nothing to close cleanly yet
             await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
 
@@ -138,8 +160,11 @@ def _key(server: McpServer) -> str:
 class ToolBox:
     """One agent's MCP tools for one run: OpenAI tool schemas under `server__tool` names, and calls of them."""
 
-    def __init__(self, servers: Sequence[McpServer], timeout: float, result_chars: int) -> None:
+    def __init__(
+        self, servers: Sequence[McpServer], timeout: float, result_chars: int, start_timeout: float = 60.0
+    ) -> None:
         self.timeout = timeout
+        self.start_timeout = start_timeout
         self.result_chars = result_chars
         self.connections: dict[str, Connection] = {}
         self._own: list[Connection] = []  # per-run servers, stopped with the run
@@ -157,7 +182,7 @@ class ToolBox:
         """Start (or reuse) every server and learn its tools; a server that will not start is left out, and said."""
         for name, connection in self.connections.items():
             try:
-                await portal.run_there(connection.ensure(self.timeout))
+                await portal.run_there(connection.ensure(self.start_timeout))
             except Unavailable as exc:
                 self.problems.append(str(exc))
                 continue
@@ -185,7 +210,9 @@ class ToolBox:
         if not isinstance(parsed, dict):
             return ToolResult("the arguments must be a JSON object", error=True)
         try:
-            result = await portal.run_there(self.connections[server].call(name, parsed, self.timeout))
+            result = await portal.run_there(
+                self.connections[server].call(name, parsed, self.timeout, self.start_timeout)
+            )
         except Unavailable as exc:
             result = ToolResult(str(exc), error=True)
         if len(result.text) > self.result_chars:
@@ -199,7 +226,7 @@ class ToolBox:
             await portal.run_there(connection.stop())
 
 
-async def list_tools(servers: Sequence[McpServer], timeout: float = 30) -> dict[str, list[str] | str]:
+async def list_tools(servers: Sequence[McpServer], timeout: float = 60) -> dict[str, list[str] | str]:
     """Each server's tools, or why it cannot be reached: for `massgen-litellm check --connect`."""
     found: dict[str, list[str] | str] = {}
     for server in servers:

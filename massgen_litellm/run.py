@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from . import memory
 from .budget import Budget
+from .config import McpServer
 from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
@@ -78,7 +79,7 @@ class Run:
                 max_answer_chars=options.max_answer_chars,
                 note=self.notes.append,
                 contract=request.contract,
-                toolbox=ToolBox(servers, options.tool_timeout, options.tool_result_chars) if servers else None,
+                toolbox=self._toolbox(servers),
                 max_tool_calls=options.max_tool_calls_per_turn,
                 voting_sensitivity=options.voting_sensitivity,
                 novelty=options.answer_novelty_requirement,
@@ -87,6 +88,13 @@ class Run:
                 zip(request.agents, request.servers or [[] for _ in request.agents], strict=True), start=1
             )
         }
+
+    def _toolbox(self, servers: list[McpServer]) -> ToolBox | None:
+        if not servers:
+            return None
+        options = self.request.options
+        start_timeout = min(options.server_start_timeout, options.run_timeout)
+        return ToolBox(servers, options.tool_timeout, options.tool_result_chars, start_timeout)
 
     def _clock(self) -> float:
         return round(time.monotonic() - self._t0, 4)

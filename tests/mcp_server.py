@@ -1,12 +1,14 @@
 """A stdio MCP server for scripted cases, on the `mcp` SDK: `python -m tests.mcp_server`.
 
 `echo` answers, `count` keeps state between calls (per process), `pid` says which process answered, `boom` answers
-with an error, `hang` never answers, `crash` kills the server mid-call.
+with an error, `hang` never answers, `crash` kills the server mid-call. `--start-delay SECONDS` makes it slow to
+start, as a server fetched by `npx -y` is on its first run.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from mcp.server.mcpserver import MCPServer
@@ -55,4 +57,6 @@ def crash() -> str:
 
 
 if __name__ == "__main__":
+    if "--start-delay" in sys.argv:
+        time.sleep(float(sys.argv[sys.argv.index("--start-delay") + 1]))
     server.run()
