@@ -26,7 +26,9 @@ class LiteLLMProxy:
         self,
         upstream: str,
         config: Path = CONFIG,
-        startup_timeout: float = 90.0,
+        # A wait, not a measurement: importing LiteLLM's proxy takes seconds here and can take minutes on a slow,
+        # loaded machine; only a proxy that never comes up should fail a test.
+        startup_timeout: float = 600.0,
         num_workers: int = 1,
         env: dict[str, str] | None = None,
     ) -> None:

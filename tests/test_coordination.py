@@ -72,7 +72,7 @@ async def test_an_agent_that_votes_without_answering_releases_the_barrier():
     policies = {"agent1": answer_or_vote("4", "agent1"), "agent2": agent2}
     outcome = await asyncio.wait_for(run(policies, delays={"agent2": 0.02}, limits=Limits(run_timeout=30)), 5)
     assert outcome.end_reason == "consensus" and outcome.tally == {"agent1": 2}
-    assert outcome.duration < 1
+    assert outcome.duration < 10  # the alternative is run_timeout=30: far from either, on any machine
 
 
 async def test_a_failed_agent_releases_the_barrier():
@@ -342,18 +342,18 @@ async def test_agreement_leaves_out_the_words_every_answer_has():
 
 
 async def test_a_straggler_no_longer_holds_the_others_once_its_round_closes():
-    # agent3 takes 1 s a turn, the others 10 ms. Round one closes after 0.1 s + 0.05 s grace: agents 1 and 2 vote
+    # agent3 takes 30 s a turn, the others 10 ms. Round one closes after 0.1 s + 0.05 s grace: agents 1 and 2 vote
     # without agent3's answer, and the run ends in consensus without waiting for it.
     policies = {a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2", "agent3")}
     events: list[Event] = []
     outcome = await run(
         policies,
         limits=Limits(initial_round_timeout=0.1, subsequent_round_timeout=0.1, round_timeout_grace=0.05),
-        delays={"agent1": 0.01, "agent2": 0.01, "agent3": 1.0},
+        delays={"agent1": 0.01, "agent2": 0.01, "agent3": 30.0},
         events=events,
     )
     assert outcome.end_reason == "consensus" and outcome.winner == "agent1"
-    assert outcome.duration < 0.5
+    assert outcome.duration < 30  # it did not wait for agent3's turn
     assert [e.agent_id for e in events if e.kind == "late"] == ["agent3"]
     assert outcome.agents["agent3"].status == "stopped"
 

@@ -28,6 +28,9 @@ from tests.conftest import write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 REFUSED = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
+# How long a hung agent hangs: far beyond call_timeout=1, so a run that ends before it did not wait for it on any
+# machine, however slow (a bound of a few seconds would measure this machine's speed instead).
+HANG = 60.0
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ FAULTS = {
         Reply(body=b'{"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}'),
         "",
     ),
-    "never_answers": (answer("too late", delay=60), "Timeout"),
+    "never_answers": (answer("too late", delay=HANG), "Timeout"),
 }
 
 
@@ -64,10 +67,9 @@ async def test_a_faulty_agent_is_dropped_and_named_and_the_rest_finish(
     agents = [entry(server, "good-a"), entry(server, "bad"), entry(server, "good-b")]
     write_preset(registered, "team", agents, call_timeout=1.0, run_timeout=10)
 
-    began = time.monotonic()
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
 
-    assert time.monotonic() - began < 5
+    assert response.massgen["duration_seconds"] < HANG  # the hung agent did not hold the run
     assert response.choices[0].message.content == "Final: 4"
     record = response.massgen
     assert record["end_reason"] == "consensus" and record["winner"] == "agent1"
@@ -98,7 +100,7 @@ async def test_every_fault_at_once_leaves_a_clear_error_naming_each(server: Loop
     with pytest.raises(litellm.APIError) as caught:
         await litellm.acompletion(model="massgen/doomed", messages=QUESTION)
 
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < HANG  # the hung agent did not hold the run
     assert caught.value.status_code == 502
     message = str(caught.value)
     for index in range(1, len(agents) + 1):
@@ -116,11 +118,10 @@ async def test_every_fault_beside_two_healthy_agents(server: LoopbackServer, reg
     agents += [{"model": "openai/x", "api_base": REFUSED, "api_key": KEY, "num_retries": 0}, entry(server, "good")]
     write_preset(registered, "mixed", agents, call_timeout=1.0)
 
-    began = time.monotonic()
     response = await litellm.acompletion(model="massgen/mixed", messages=QUESTION)
 
-    assert time.monotonic() - began < 5
     record = response.massgen
+    assert record["duration_seconds"] < HANG  # the hung agent did not hold the run
     assert response.choices[0].message.content == "Final: 4" and record["end_reason"] == "consensus"
     assert [a["status"] for a in record["agents"]] == ["voted", *["failed"] * (len(FAULTS) + 1), "voted"]
     assert all(a["error"] for a in record["agents"][1:-1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import litellm
 import pytest
@@ -159,10 +158,9 @@ async def test_run_timeout_ends_the_run_with_what_exists(fake, registered):
     # slow answers, then never finishes its next turn: the votes of a and b decide at the timeout.
     fake.script("slow", sequence(answer("4"), answer("late", delay=30)))
     write_preset(registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=1.5)
-    began = time.monotonic()
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
-    assert time.monotonic() - began < 5
     record = response.massgen
+    assert record["duration_seconds"] < 30  # it did not wait for the slow agent's 30 s
     assert record["end_reason"] == "timeout"
     assert record["winner"] == "agent1"
     # run_timeout bounds the whole run: there is no time left to present, so the voted answer comes back verbatim.
@@ -441,12 +439,14 @@ async def test_failed_presentation_falls_back_to_the_voted_answer(fake, register
 
 async def test_concurrent_participants_overlap(fake, registered):
     for name in ("a", "b", "c"):
-        fake.script(name, answer_then_vote("4", delay=0.2))
+        fake.script(name, answer_then_vote("4", delay=1.0))
     write_preset(registered, "team", [agent("a"), agent("b"), agent("c")], final="winner_answer")
-    began = time.monotonic()
     await litellm.acompletion(model="massgen/team", messages=QUESTION)
-    # Two rounds of 0.2 s each if the three agents run at once; six if they ran one after another.
-    assert time.monotonic() - began < 0.2 * 2 + 0.5
+    # Every first-round call started before any of them was answered: they were in flight together. (Read from the
+    # backend's log, not the wall clock, so a slow machine cannot fail it.)
+    first_round = fake.calls[:3]
+    assert {c.model for c in first_round} == {"a", "b", "c"}
+    assert max(c.started for c in first_round) < min(c.ended for c in first_round)
 
 
 async def test_record_never_contains_a_literal_key(fake, registered):
@@ -461,12 +461,11 @@ async def test_cancelling_the_caller_cancels_participant_calls(fake, registered)
     write_preset(registered, "hang", [agent("hang"), agent("hang")])
     task = asyncio.create_task(litellm.acompletion(model="massgen/hang", messages=QUESTION))
     await fake.wait_for_calls(2)
-    began = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - began < 1
-    assert all(c.ended for c in fake.calls)
+    # Each call was cut off by the cancellation, not answered after its 30 s.
+    assert all(c.cancelled and c.ended for c in fake.calls)
 
 
 async def test_a_seeded_agent_gets_a_fresh_seed_for_every_call(fake, registered):

@@ -200,7 +200,6 @@ def test_max_calls_holds_across_turns_corrections_and_retries(backend: FakeLLM, 
         backend.script(f"stubborn-{n}", stubborn)
     backend.script("broken", lambda call: fail(500))
 
-    began = time.monotonic()
     response = post(proxy, {"model": "massgen/capped", "messages": QUESTION})
 
     assert response.status_code == 200, response.text
@@ -209,7 +208,6 @@ def test_max_calls_holds_across_turns_corrections_and_retries(backend: FakeLLM, 
     assert len(backend.calls) <= 24  # every HTTP request the upstream saw, retries included
     assert record["requests_reserved"] <= 24
     assert 2 <= len(backend.calls_of("broken")) <= 3  # one call, LiteLLM's retries (num_retries=1), then dropped
-    assert time.monotonic() - began < 30
 
 
 def test_a_failed_run_is_not_run_again_by_the_proxy(backend: FakeLLM, proxy: LiteLLMProxy, records: Path) -> None:
@@ -257,16 +255,15 @@ def test_a_presentation_that_streams_forever_obeys_call_timeout(
     for model in ("endless-a", "endless-b"):
         backend.script(model, presenting(Reply(content="tick", endless=0.05)))
     client = proxy.client()
-    began = time.monotonic()
     parts = []
     with pytest.raises(openai.APIError) as caught:
         for chunk in client.chat.completions.create(model="massgen/endless", messages=QUESTION, stream=True):
             if chunk.choices and chunk.choices[0].delta.content:
                 parts.append(chunk.choices[0].delta.content)
-    took = time.monotonic() - began
     assert "".join(parts).startswith("tick0 tick1 ")
+    # Only the presentation's own deadline (call_timeout=2) ends a stream that never ends: "incomplete" is its error,
+    # where the client's 60 s timeout would have said something else.
     assert "incomplete" in str(caught.value)
-    assert took < 8  # call_timeout=2 for the presentation, well inside run_timeout=8
     assert_clean(str(caught.value))
     asyncio.run(until(lambda: upstream.open_connections == 0, 5, "the endless stream's connection is closed"))
 
@@ -318,10 +315,8 @@ def presenting(reply: Reply) -> object:
 def test_bad_input_is_a_clean_400_before_any_call(
     backend: FakeLLM, proxy: LiteLLMProxy, fields: dict[str, object], named: str
 ) -> None:
-    began = time.monotonic()
     response = post(proxy, {"model": "massgen/duo", "messages": QUESTION, **fields})
     assert named in error_of(response)
-    assert time.monotonic() - began < 2  # no retry loop
     assert backend.calls == []
 
 

@@ -4,7 +4,6 @@ on new answers, round timeouts, the synthesize final strategy and counterbalance
 from __future__ import annotations
 
 import json
-import time
 
 import litellm
 import pytest
@@ -80,7 +79,7 @@ async def test_max_new_answers_global(fake, registered):
 
 async def test_round_timeouts_leave_a_straggler_behind(fake, registered):
     fake.script("fast", answer_then_vote("Paris."))
-    fake.script("slow", lambda call: answer("Paris, slowly.", delay=3))
+    fake.script("slow", lambda call: answer("Paris, slowly.", delay=60))
     write_preset(
         registered,
         "team",
@@ -90,10 +89,9 @@ async def test_round_timeouts_leave_a_straggler_behind(fake, registered):
         round_timeout_grace_seconds=0.1,
         final="winner_answer",
     )
-    began = time.monotonic()
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
-    assert time.monotonic() - began < 2
     record = response.massgen
+    assert record["duration_seconds"] < 60  # it did not wait for the straggler's 60 s
     assert record["end_reason"] == "consensus" and record["winner"] == "agent1"
     assert next(a for a in record["agents"] if a["id"] == "agent3")["status"] == "stopped"
 
