@@ -41,6 +41,10 @@ class LiteLLMProxy:
             "MASSGEN_PRESETS_DIR": str(PRESETS),
             "OPENAI_API_BASE": upstream,
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
+            # uvicorn kills a worker that has not answered its health check within 5 s, and a freshly spawned worker
+            # cannot answer until it has imported LiteLLM: on a slow or loaded machine, workers are killed and
+            # spawned again forever. LiteLLM passes this on to uvicorn.
+            "TIMEOUT_WORKER_HEALTHCHECK": "300",
         }
         command = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--num_workers", str(num_workers)]
