@@ -367,12 +367,18 @@ async def test_without_round_timeouts_the_straggler_is_waited_for():
 async def test_a_late_agent_rejoins_with_the_view_of_the_moment():
     # agent2's first turn outlasts round one (0.05 s), so agent1 goes on without it, refining its answer until
     # agent2's answer arrives; agent2, back, is counted again: it sees the view of the moment and votes.
+    # agent2's first turn ends only once agent1 has gone on without it (a turn the round-one barrier would have
+    # held), not after a fixed sleep: on a loaded machine a sleep can end in the same loop pass as the round.
+    went_on = asyncio.Event()
+
     async def take_turn(agent_id: str, view: View) -> Action:
         if agent_id == "agent2":
             if "agent2" not in view.answers:
-                await asyncio.sleep(0.3)
+                await went_on.wait()
                 return NewAnswer("late answer")
             return Vote("agent1", "ok")
+        if "agent1" in view.answers:
+            went_on.set()
         await asyncio.sleep(0.01)
         return Vote("agent1", "mine") if "agent2" in view.answers else NewAnswer(f"4, take {view.version}")
 
