@@ -7,7 +7,8 @@ The CLIs are the npm registry's packages, installed by `.ci/coding-agents` into 
 come from per-platform packages of the same registry). Each runs non-interactively, in a temporary directory with a
 temporary HOME and a minimal environment, under `strace`, with its telemetry, update checks and error reports
 turned off, and with HTTP(S)_PROXY and ALL_PROXY pointed at a sink on 127.0.0.1 that refuses and records every
-request: the tests assert that nothing reached the sink and that every connection the CLI opened went to 127.0.0.1.
+request: the tests assert that nothing reached the sink and that every address the CLI connected or sent to was
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -149,7 +151,10 @@ def installed(name: str) -> Path:
     path = BIN / name
     if not path.exists():
         pytest.skip(f"{name} is not installed: run `bash .ci/coding-agents` (pinned versions into .tools/node)")
-    probe = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    with tempfile.TemporaryDirectory() as home:  # never the user's own HOME, and no network to try
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
+        env |= {var: "http://127.0.0.1:9" for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
+        probe = subprocess.run([str(path), "--version"], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     if probe.returncode != 0:
         pytest.skip(f"{name} does not run here: {probe.stderr.strip()[-500:]}")
     return path
@@ -220,6 +225,9 @@ def cli_env(home: Path, sink: Sink) -> dict[str, str]:
     }
 
 
+PROXY_PLACEHOLDER = "http://proxy.placeholder"
+
+
 def setup_block(language: str) -> str:
     """The first ```language block of docs/coding-agents.md's set-up, which the tests run as written."""
     block = re.search(rf"```{language}\n(.*?)```", (ROOT / "docs" / "coding-agents.md").read_text(), re.DOTALL)
@@ -227,12 +235,9 @@ def setup_block(language: str) -> str:
     return block.group(1).replace("http://127.0.0.1:4000", PROXY_PLACEHOLDER).replace("massgen/build", "massgen/duo")
 
 
-PROXY_PLACEHOLDER = "http://proxy.placeholder"
-
-
 def claude_env(home: Path, sink: Sink, proxy: LiteLLMProxy) -> dict[str, str]:
     """docs/coding-agents.md's Claude Code variables, pointed at the test proxy."""
-    exported = {}
+    exported: dict[str, str] = {}
     for line in setup_block("bash").splitlines():
         words = shlex.split(line, comments=True)
         if words[:1] == ["export"]:
@@ -291,6 +296,7 @@ def test_claude_code_answers_a_plain_question(
     assert run.stdout == "Final: 2 + 2 = 4\n"
     asked = [c for c in backend.calls if c.model in ("proxy-a", "proxy-b")]
     assert asked and all("What is 2 + 2?" in json.dumps(c.messages) for c in asked)
+    assert backend.calls_of("small-fast") == []  # docs/coding-agents.md: `claude -p` sent no side task
     assert_stayed_on_loopback(run, sink)
 
 
