@@ -160,6 +160,19 @@ def installed(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def claude() -> Path:
+    """Claude Code, and strace to watch it; checked before the proxy starts, so that a skip costs nothing."""
+    strace()
+    return installed("claude")
+
+
+@pytest.fixture(scope="module")
+def codex() -> Path:
+    strace()
+    return installed("codex")
+
+
 def strace() -> str:
     """strace, once it has shown it can trace here; else the test is skipped, saying why."""
     path = shutil.which("strace")
@@ -282,9 +295,8 @@ def tool_messages(fake: FakeLLM) -> list[str]:
 
 
 def test_claude_code_answers_a_plain_question(
-    backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
+    claude: Path, backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
 ) -> None:
-    claude = installed("claude")
     team_of(answer_then_vote("2 + 2 = 4"), backend)
     work = tmp_path / "work"
     work.mkdir()
@@ -301,9 +313,8 @@ def test_claude_code_answers_a_plain_question(
 
 
 def test_claude_code_runs_the_teams_write_proposal(
-    backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
+    claude: Path, backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
 ) -> None:
-    claude = installed("claude")
     work = tmp_path / "work"
     work.mkdir()
     target = work / "team.txt"
@@ -332,10 +343,9 @@ def test_claude_code_runs_the_teams_write_proposal(
 
 
 def test_claude_code_refuses_a_tool_it_was_not_allowed_and_the_team_hears_why(
-    backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
+    claude: Path, backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
 ) -> None:
     """Without `--allowedTools`, `claude -p` cannot ask the user: it refuses, and the refusal is the tool result."""
-    claude = installed("claude")
     work = tmp_path / "work"
     work.mkdir()
     target = work / "team.txt"
@@ -361,9 +371,8 @@ def test_claude_code_refuses_a_tool_it_was_not_allowed_and_the_team_hears_why(
 
 
 def test_codex_answers_a_plain_question(
-    backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
+    codex: Path, backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
 ) -> None:
-    codex = installed("codex")
     team_of(answer_then_vote("2 + 2 = 4"), backend)
     work = tmp_path / "work"
     work.mkdir()
@@ -384,9 +393,8 @@ def test_codex_answers_a_plain_question(
 
 
 def test_codex_runs_the_teams_shell_proposal(
-    backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
+    codex: Path, backend: FakeLLM, agents_proxy: LiteLLMProxy, sink: Sink, tmp_path: Path
 ) -> None:
-    codex = installed("codex")
     work = tmp_path / "work"
     work.mkdir()
     command = "printf 'made by the team' > team.txt && wc -c < team.txt"
