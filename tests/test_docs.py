@@ -149,8 +149,10 @@ def run(block: Block, source: str) -> str:
 @pytest.mark.parametrize("block", of("python", "py", test=""), ids=ids)
 def test_python_examples_run_in_process(block: Block, scripted_presets: FakeLLM) -> None:
     printed = run(block, block.source)
-    assert scripted_presets.calls, f"{block.where} made no call to the scripted team"
     assert printed.strip(), f"{block.where} printed nothing"
+    if "massgen: " in printed:  # an example of an error: it shows the error's message, and runs no team
+        return
+    assert scripted_presets.calls, f"{block.where} made no call to the scripted team"
     assert "agent1" in printed or ANSWER in printed, printed
 
 
