@@ -9,8 +9,10 @@ claims:
 * Python after a `<!-- docs-test: proxy -->` line: run as written against the real LiteLLM proxy (`tests/proxy.py`),
   with the documented address, master key and preset replaced by the test proxy's.
 * Python after `<!-- docs-test: syntax -->`: fragments (names defined elsewhere on the page): compiled only.
-* YAML: the proxy config (it has `model_list`) must be what `massgen-litellm proxy-config` prints, which the proxy
-  tests run; every other YAML block is a preset, and must pass the JSON Schema and load through the real loader.
+* YAML: a LiteLLM proxy config (it has `model_list`, `litellm_settings`...) names the real handler, and the proxy
+  page's is what `massgen-litellm proxy-config` prints, which the proxy tests run; every other YAML block is a
+  preset, and must pass the JSON Schema and load through the real loader. YAML of another kind, after a
+  `<!-- docs-test: syntax -->` line, must parse.
 * JSON: parses. Shell: every `massgen-litellm COMMAND` names a real command, every `python -m MODULE` a real module.
 * README.md's relative links name files that exist (the site build checks the pages' own links: `mkdocs build
   --strict` in .ci/run).
@@ -96,8 +98,10 @@ def ids(block: Block) -> str:
 
 def test_every_python_block_says_how_it_is_tested() -> None:
     assert of("python", "py"), "found no Python examples: is the docs/ folder there?"
-    unknown = [b.where for b in BLOCKS if b.test not in ("", "proxy", "syntax") or (b.test and b.lang != "python")]
-    assert not unknown, f"a docs-test marker is proxy or syntax, before a Python block (none: run it): {unknown}"
+    unknown = [
+        b.where for b in BLOCKS if b.test not in ("", "syntax") and not (b.test == "proxy" and b.lang == "python")
+    ]
+    assert not unknown, f"a docs-test marker is syntax, or proxy before a Python block: {unknown}"
     assert of("python", test=""), "no example runs in process"
     assert of("python", test="proxy"), "no example runs against the proxy"
 
@@ -185,18 +189,39 @@ def test_python_fragments_compile(block: Block) -> None:
     compile(block.source, block.where, "exec")
 
 
-def yaml_blocks() -> list[Block]:
-    return of("yaml", "yml")
+# Top-level keys of a LiteLLM proxy config; any other YAML block is a preset.
+PROXY_KEYS = frozenset({"model_list", "litellm_settings", "general_settings", "router_settings"})
 
 
-def test_the_proxy_config_is_the_one_the_command_prints() -> None:
-    configs = [b for b in yaml_blocks() if "model_list:" in b.source]
-    assert [b.page.name for b in configs] == ["proxy.md"], "one proxy config, on the proxy page"
-    assert configs[0].source == PROXY_CONFIG
+def is_proxy_config(block: Block) -> bool:
+    data = yaml.safe_load(block.source)
+    return isinstance(data, dict) and bool(PROXY_KEYS & data.keys())
 
 
-@pytest.mark.parametrize("block", [b for b in yaml_blocks() if "model_list:" not in b.source], ids=ids)
+YAML = of("yaml", "yml")
+PROXY_CONFIGS = [b for b in YAML if b.test == "" and is_proxy_config(b)]
+PRESETS = [b for b in YAML if b.test == "" and not is_proxy_config(b)]
+
+
+def test_the_proxy_pages_config_is_the_one_the_command_prints() -> None:
+    on_proxy_page = [b for b in PROXY_CONFIGS if b.page.name == "proxy.md"]
+    assert on_proxy_page, "docs/proxy.md shows the proxy config"
+    assert on_proxy_page[0].source == PROXY_CONFIG, (
+        "docs/proxy.md's config is what `massgen-litellm proxy-config` prints"
+    )
+
+
+@pytest.mark.parametrize("block", PROXY_CONFIGS, ids=ids)
+def test_proxy_configs_name_the_real_handler(block: Block) -> None:
+    providers = (yaml.safe_load(block.source).get("litellm_settings") or {}).get("custom_provider_map") or []
+    for entry in providers:
+        if entry.get("provider") == "massgen":
+            assert entry == {"provider": "massgen", "custom_handler": "massgen_litellm.handler"}, block.where
+
+
+@pytest.mark.parametrize("block", PRESETS, ids=ids)
 def test_preset_examples_pass_the_schema_and_load(block: Block, tmp_path: Path) -> None:
+    """A YAML block that is not a proxy config is a preset. (Another kind of YAML: mark it `syntax`.)"""
     data = yaml.safe_load(block.source)
     jsonschema.Draft202012Validator(preset_schema()).validate(data)
     path = tmp_path / "example.yaml"
@@ -204,9 +229,12 @@ def test_preset_examples_pass_the_schema_and_load(block: Block, tmp_path: Path) 
     assert load_preset_file(path).agents
 
 
-@pytest.mark.parametrize("block", of("json"), ids=ids)
-def test_json_examples_parse(block: Block) -> None:
-    json.loads(block.source)
+@pytest.mark.parametrize("block", [*of("json"), *(b for b in YAML if b.test == "syntax")], ids=ids)
+def test_other_data_examples_parse(block: Block) -> None:
+    if block.lang == "json":
+        json.loads(block.source)
+    else:
+        yaml.safe_load(block.source)
 
 
 def shell_commands() -> list[tuple[Block, list[str]]]:
