@@ -1,4 +1,5 @@
-"""The tests' scripted OpenAI-compatible server (`massgen_litellm/testing/loopback.py`), in a process of its own, for benchmarks.
+"""The tests' scripted OpenAI-compatible server (`massgen_litellm/testing/loopback.py`), in a process of its own,
+for benchmarks.
 
 Every model it is asked for runs the same two-round script after a fixed latency: answer, then vote for agent1
 once agent1 has answered, then present. `--dialect massgen` reads the prompts of the `massgen` package instead of
@@ -14,8 +15,8 @@ import argparse
 import re
 import sys
 
-from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, Script, answer, answer_then_vote, text, vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, Script, answer, answer_then_vote, text, vote
 
 ANSWER = "The answer is 4: two plus two makes four."
 # How massgen shows existing answers: `<agent1> ... <end of agent1>` inside its CURRENT ANSWERS block.

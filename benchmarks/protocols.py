@@ -19,8 +19,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm
 
 from massgen_litellm import register_with_litellm
-from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 
 QUESTIONS = [
     ("What is the capital of France?", "paris"),

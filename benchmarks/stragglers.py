@@ -23,8 +23,8 @@ import litellm
 import yaml
 
 from massgen_litellm import register_with_litellm
-from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

@@ -12,9 +12,19 @@ from typing import Any
 import litellm
 import pytest
 
-from tests.conftest import write_preset
-from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer, answer_then_vote, fail, sequence, text
 from massgen_litellm.testing.loopback import LoopbackServer, until
+from massgen_litellm.testing.openai_chat import (
+    KEY,
+    Call,
+    FakeLLM,
+    Reply,
+    answer,
+    answer_then_vote,
+    fail,
+    sequence,
+    text,
+)
+from tests.conftest import write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 REFUSED = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
