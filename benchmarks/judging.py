@@ -8,7 +8,7 @@ sends (the text protocol, answer order rotated per voter), twice: once when it m
 or answer again. Reported: how many of its replies the protocol can read as a vote, how many of those votes went to
 a right answer against what choosing at random would give, and whether answers written after seeing the others are
 right more often than the agents' own first answers. A model that cannot judge gains nothing from the turns after
-its first answer, which is why the `local` preset stops there (see the README's Answer quality).
+its first answer, which is why the `local` preset stops there (see docs/quality.md).
 """
 
 from __future__ import annotations

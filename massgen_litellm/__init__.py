@@ -48,9 +48,20 @@ def __getattr__(name: str) -> Any:
 def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, load_env: bool = True) -> MassGenLLM:
     """Make `massgen/<preset>` a LiteLLM model name. Safe to call more than once; other custom providers are kept.
 
-    `presets_dir` adds a directory of your own presets, which override shipped ones of the same name. Unless
-    `load_env` is false, a `.env` file (searched from the working directory up) is loaded first, without
-    overriding variables that are already set.
+    It sets the `massgen` entry of `litellm.custom_provider_map` (LiteLLM's mechanism for custom providers), replacing
+    an earlier `massgen` entry and keeping every other one. After it, `litellm.completion`, `acompletion` and their
+    `stream=True` forms accept `model="massgen/<preset>"` (see the docs' From Python page).
+
+    Args:
+        presets_dir: a directory of your own presets (`<name>.yaml`), searched after the shipped presets and the
+            directories in `MASSGEN_PRESETS_DIR`, so its presets override those of the same name. It is read on each
+            request, not now: a missing directory is no error, it just adds no preset.
+        load_env: load a `.env` file first (found from the working directory upwards), without overriding variables
+            that are already set: that is where LiteLLM reads provider keys such as `OPENAI_API_KEY` from.
+
+    Returns:
+        The provider now registered, which is the shared `massgen_litellm.handler` when `presets_dir` is None, and
+            otherwise a new `MassGenLLM` that also searches `presets_dir`.
     """
     import litellm
     from dotenv import find_dotenv, load_dotenv

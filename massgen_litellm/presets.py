@@ -26,20 +26,28 @@ def shipped_presets_dir() -> Path:
 
 
 def is_valid_name(name: str) -> bool:
+    """A letter or digit, then up to 63 letters, digits, `-` and `_`: a name that is safe as a file name."""
     return _NAME.fullmatch(name) is not None
 
 
 class PresetStore:
-    """Looks presets up by name; later directories win, so a user's `build.yaml` replaces the shipped one."""
+    """Looks presets up by name; later directories win, so a user's `build.yaml` replaces the shipped one.
+
+    The directories, in order: the shipped presets, each directory of `MASSGEN_PRESETS_DIR` (separated by the
+    platform's path separator, `:` on Unix), then `extra_dirs`. They are read on every lookup, so a preset added or
+    edited on disk is used by the next request. A preset is `<name>.yaml` (or `.yml`) with a valid name.
+    """
 
     def __init__(self, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
         self.extra_dirs = [Path(d) for d in extra_dirs]
 
     def directories(self) -> list[Path]:
+        """The directories searched, lowest priority first; some may not exist."""
         env = [Path(p) for p in os.environ.get(PRESETS_DIR_ENV, "").split(os.pathsep) if p]
         return [shipped_presets_dir(), *env, *self.extra_dirs]
 
     def files(self) -> dict[str, Path]:
+        """Every preset found, by name, each the file of the highest-priority directory that has it."""
         found: dict[str, Path] = {}
         for directory in self.directories():
             if not directory.is_dir():
@@ -53,6 +61,12 @@ class PresetStore:
         return sorted(self.files())
 
     def load(self, name: str) -> Preset:
+        """The preset `name` (as in `massgen/<name>`), validated.
+
+        Raises:
+            MassGenInputError: the name is not letters, digits, `-` and `_`; no preset has it (the message lists
+                the presets there are); or its file is unreadable or invalid (see `load_preset_file`).
+        """
         if not is_valid_name(name):
             raise MassGenInputError(
                 f"preset name {name!r} is not allowed: use letters, digits, '-' and '_' only, for example massgen/build"
@@ -68,6 +82,13 @@ class PresetStore:
 
 
 def load_preset_file(path: Path) -> Preset:
+    """Read and validate one preset file (UTF-8 YAML, a mapping) as a `Preset`.
+
+    Raises:
+        MassGenInputError: the file cannot be read, is not UTF-8, is not valid YAML (the message gives the line and
+            column), is not a mapping, or does not validate (the message gives each key path, and for an unknown key
+            the keys allowed). Messages name the file by its name only, never its path.
+    """
     # Messages name the file, not its path: they reach proxy clients, who have no business knowing server paths.
     name = path.name
     try:

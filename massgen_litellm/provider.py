@@ -32,7 +32,26 @@ EVENT_FIELD = "massgen_event"  # on each progress chunk: what happened, as data 
 
 
 class MassGenLLM(CustomLLM):
-    """Serves `massgen/<preset>`; LiteLLM strips the provider prefix before calling us."""
+    """The LiteLLM custom provider that serves `massgen/<preset>`: LiteLLM calls it with the prefix stripped.
+
+    Each call runs one coordination of the preset's team (or of the request's `models`) on the call's `messages`.
+    `completion` and `acompletion` return a `litellm.ModelResponse` whose `choices[0].message` is the final answer
+    (or the team's tool calls), whose `usage` is the sum over every participant call, whose
+    `_hidden_params["response_cost"]` is the run's cost in US dollars, and whose `massgen` attribute is the run's
+    record (`RunRecord` as JSON-ready data). `streaming` and `astreaming` yield the agents' progress first, as
+    `reasoning_content` deltas each carrying a `massgen_event` dict, then the answer's deltas; the record rides on
+    the answer's last content chunk. `presets_dirs` are searched after the shipped presets and
+    `MASSGEN_PRESETS_DIR`; later ones win.
+
+    Errors are LiteLLM's own exception types, so callers catch them as usual; each has `num_retries=0`, so LiteLLM's
+    router never runs a failed coordination again.
+
+    Raises:
+        litellm.BadRequestError: bad input (HTTP 400): an unknown preset, a bad `models` entry or option, a field a
+            proxy client may not set. The message names the problem and the fix.
+        litellm.APIError: no answer (HTTP 502): every participant failed, or no valid answer within the limits.
+        litellm.Timeout: no agent answered within `run_timeout` (HTTP 408).
+    """
 
     def __init__(self, presets_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
         super().__init__()
@@ -55,6 +74,7 @@ class MassGenLLM(CustomLLM):
         return Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
 
     async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
+        """One coordination, awaited: the final answer as a `ModelResponse` (see the class for its fields)."""
         run = self._start(model, messages, kwargs)
         try:
             await run.coordinate()
@@ -65,9 +85,11 @@ class MassGenLLM(CustomLLM):
         return _completion(kwargs.get("model_response") or ModelResponse(), run, record, reply)
 
     def completion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
+        """`acompletion` for synchronous callers, run on the package's one background event loop."""
         return portal.call(self.acompletion(model, messages, *args, **kwargs))
 
     async def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+        """One coordination as a stream of `ModelResponseStream` chunks: progress, then the answer, usage, finish."""
         run = self._start(model, messages, kwargs)
         # The last piece of the answer is held back until the run is over, to carry the record: LiteLLM's stream
         # wrapper passes a chunk with content through, attributes and all, for every client; a chunk without
@@ -100,6 +122,7 @@ class MassGenLLM(CustomLLM):
         yield _chunk(run, Delta(), finish_reason="tool_calls" if last.choices[0].delta.tool_calls else "stop")
 
     def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """`astreaming` for synchronous callers, iterated on the package's background event loop."""
         return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
 
 
@@ -155,4 +178,6 @@ def _chunk(run: Run, delta: Delta, finish_reason: str | None = None) -> ModelRes
 
 
 handler = MassGenLLM()
-"""The handler a LiteLLM proxy config names: `custom_handler: massgen_litellm.handler`."""
+"""The shared provider instance: what `register_with_litellm()` registers, and what a LiteLLM proxy config names
+(`custom_provider_map: [{"provider": "massgen", "custom_handler": massgen_litellm.handler}]`). It finds presets in
+the shipped directory and in `MASSGEN_PRESETS_DIR`."""

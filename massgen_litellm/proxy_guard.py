@@ -21,6 +21,8 @@ _CHAT_CALLS = frozenset({"completion", "acompletion", "text_completion", "atext_
 
 
 class MessagesGuard(CustomLogger):
+    """A LiteLLM `CustomLogger` whose pre-call hook refuses a chat request with malformed `messages` with a 400."""
+
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
     ) -> dict[str, Any]:
@@ -33,3 +35,8 @@ class MessagesGuard(CustomLogger):
 
 
 guard = MessagesGuard()
+"""The instance a LiteLLM proxy config names: `litellm_settings: {callbacks: massgen_litellm.proxy_guard.guard}`.
+
+Before LiteLLM reads a chat request's `messages`, it checks them as the OpenAI chat contract requires (a non-empty
+list of messages with known roles, and content that is text or a list of typed parts) and raises
+`litellm.BadRequestError` (HTTP 400) naming the message and the problem. Requests of other kinds pass untouched."""

@@ -1,6 +1,10 @@
 """The coordination record: everything a run did, attached to every response.
 
-It never holds an API key: agents are described by id and model string only.
+It never holds an API key: agents are described by id and model string only. Where it travels: `response.massgen`
+(a dict: `RunRecord.model_dump(mode="json")`), the top-level `"massgen"` field of the proxy's JSON, the last answer
+chunk of a stream, and, with `MASSGEN_LOG_DIR` set, one JSON file per run. Times are seconds (floats) since the run
+started unless a field says otherwise; costs are US dollars as LiteLLM prices them; tokens are as providers report
+them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,18 @@ Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class CallInfo(BaseModel):
-    """One `litellm.acompletion` call made for the run."""
+    """One `litellm.acompletion` call made for the run.
+
+    Attributes:
+        agent_id: the anonymous id of the agent that made it (`agent1`, ...).
+        kind: `turn` (an answer or a vote), `retry` (the corrective retry after an unusable reply) or `present`
+            (the winner writing the final reply).
+        turn: the agent's turn number, from 1; None for the presentation.
+        seconds: how long the call took, LiteLLM's own retries included.
+        prompt_tokens: as the provider reported them (0 for a failed call).
+        completion_tokens: as the provider reported them (0 for a failed call).
+        error: why the call failed, redacted of keys; None if it succeeded.
+    """
 
     agent_id: str
     kind: CallKind
@@ -40,6 +55,24 @@ class CallInfo(BaseModel):
 
 
 class AgentInfo(BaseModel):
+    """One participant and what it did in the run.
+
+    Attributes:
+        id: its anonymous id, `agent1`, `agent2`, ... in the order of the preset's agents (or the request's `models`).
+        model: its LiteLLM model string.
+        protocol: how it answered and voted at the end of the run: `tools` or `text`.
+        status: where it ended: `voted` (holds a valid vote), `exhausted` (out of turns, or stopped by a cap: see
+            `error`), `failed` (a call failed after LiteLLM's retries: see `error`), `stopped` (still working when
+            the run ended), or `working`.
+        turns: turns taken (answers, votes and failed turns).
+        answers: new answers given.
+        failed_turns: turns whose reply could not be used, even after the corrective retry.
+        busy_seconds: the sum of its calls' durations.
+        calls: participant calls made, retries and the presentation included.
+        cost: US dollars, the sum of its priced calls.
+        error: why it failed, or which cap stopped it, redacted of keys; None otherwise.
+    """
+
     id: str
     model: str
     protocol: Protocol
@@ -57,6 +90,8 @@ class AgentInfo(BaseModel):
 
 
 class ToolCallInfo(BaseModel):
+    """One call of the caller's tools, as an answer proposes it: the tool's name and its arguments as a JSON text."""
+
     name: str
     arguments: str
 
@@ -71,6 +106,15 @@ class ToolWorkInfo(BaseModel):
 
 
 class AnswerInfo(BaseModel):
+    """One answer, as given (after the `max_answer_chars` cut).
+
+    Attributes:
+        label: `<agent id>.<n>`: `agent1.2` is agent1's second answer.
+        agent_id: its author.
+        content: the answer's text (for a proposed action, the accompanying text and the calls as `CALL:` lines).
+        at: when it was given, in seconds since the run started.
+    """
+
     label: str
     agent_id: str
     content: str
@@ -83,6 +127,17 @@ class AnswerInfo(BaseModel):
 
 
 class VoteInfo(BaseModel):
+    """One vote, counted or voided.
+
+    Attributes:
+        voter: the agent that voted.
+        target: the agent voted for (an agent id: a vote is for an agent's latest answer).
+        reason: the voter's reason, as it gave it.
+        at: when it was cast, in seconds since the run started.
+        voided: True if it does not count: a new answer arrived after it, or it was cast on a view that had changed.
+        voided_reason: why it was voided.
+    """
+
     voter: str
     target: str
     reason: str
@@ -92,12 +147,34 @@ class VoteInfo(BaseModel):
 
 
 class UsageInfo(BaseModel):
+    """Tokens over every participant call of the run, presentation included: the response's `usage` too."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
 class RunRecord(BaseModel):
+    """Everything one run did: the team, every answer, vote and call, the winner and why, tokens and cost.
+
+    Attributes:
+        run_id: a random hex id, also in the run's LiteLLM callback metadata (`massgen_run_id`) and its log line.
+        preset: the preset's name (`build` for `massgen/build`).
+        end_reason: why coordination stopped: `consensus` (every active agent holds a valid vote), `turn_limit`,
+            `budget` (`max_calls` or `max_run_tokens` spent), `timeout` (`run_timeout`), or `all_failed`.
+        winner: the winning agent's id; None if there was no answer.
+        tally: counted votes per agent id.
+        final: how the reply was made (the run's `final` option).
+        agents: one entry per participant, in order.
+        answers: every answer, in the order given.
+        votes: every vote, voided ones included.
+        calls: every participant call, in the order started.
+        notes: what the run wants a reader to know: a cut reply, a failed presentation, an MCP server left out...
+        ignored_params: parameters of the outer call that a run does not use (also logged as a warning).
+
+    `RunRecord.model_validate(response.massgen)` turns the dict back into this model.
+    """
+
     run_id: str
     preset: str
     started_at: str = Field(description="UTC, ISO 8601.")
@@ -126,7 +203,12 @@ class RunRecord(BaseModel):
     )
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the record as `<UTC time>-<run id>.json`, atomically: a reader never sees half a file."""
+        """Write the record as `<UTC time>-<run id>.json` in `directory` (created if missing), atomically: a
+        temporary file, then a rename, so a reader never sees half a file. Returns the file's path.
+
+        Raises:
+            OSError: the directory cannot be created or written (the run itself only logs a warning then).
+        """
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.fromisoformat(self.started_at).strftime("%Y%m%dT%H%M%S%fZ")
@@ -143,4 +225,10 @@ class RunRecord(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunRecord:
+        """Read a record file written by `save` (what `massgen-litellm report` renders).
+
+        Raises:
+            OSError: the file cannot be read.
+            pydantic.ValidationError: it is not a run record (a field missing, a time that is NaN or out of range).
+        """
         return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))

@@ -157,15 +157,15 @@ def test_n_above_one_is_a_400_that_says_why(backend: FakeLLM, proxy: LiteLLMProx
         proxy.client().chat.completions.create(model="massgen/duo", messages=QUESTION, n=2)
 
 
-def test_the_readmes_tool_loop_runs_as_written(
+def test_the_docs_tool_loop_runs_as_written(
     backend: FakeLLM, proxy: LiteLLMProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("## In agent apps", 1)[1]
+    page = (Path(__file__).parent.parent / "docs" / "openai-clients.md").read_text()
+    section = page.split("## In agent apps", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None
     source = (
         code.group(1).replace("http://127.0.0.1:4000", proxy.base_url).replace("sk-choose-a-long-secret", MASTER_KEY)
     )
-    exec(compile(source.replace("massgen/build", "massgen/duo"), "README.md", "exec"), {})
+    exec(compile(source.replace("massgen/build", "massgen/duo"), "docs/openai-clients.md", "exec"), {})
     assert capsys.readouterr().out == "Final: In Paris it is 18 C, light rain.\n"

@@ -20,7 +20,7 @@ from massgen_litellm.cli import PROXY_CONFIG
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 
-README = Path(__file__).parent.parent / "README.md"
+PROXY_PAGE = Path(__file__).parent.parent / "docs" / "proxy.md"
 SHIPPED = Path(__file__).parent.parent / "presets"
 
 
@@ -42,11 +42,11 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-def test_proxy_config_is_the_readmes_and_names_the_handler() -> None:
+def test_proxy_config_is_the_docs_and_names_the_handler() -> None:
     done = cli("proxy-config")
     assert done.returncode == 0 and done.stdout == PROXY_CONFIG
-    readme = README.read_text()
-    assert f"```yaml\n{PROXY_CONFIG}```" in readme
+    page = PROXY_PAGE.read_text()
+    assert f"```yaml\n{PROXY_CONFIG}```" in page
     config = yaml.safe_load(done.stdout)
     assert config["litellm_settings"]["custom_provider_map"] == [
         {"provider": "massgen", "custom_handler": "massgen_litellm.handler"}

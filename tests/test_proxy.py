@@ -206,19 +206,19 @@ def test_the_proxy_reports_the_run_cost(backend: FakeLLM, client: openai.OpenAI)
     assert (response.model_extra or {})["massgen"]["cost"] == pytest.approx(expected, rel=1e-9)
 
 
-def readme_curl() -> str:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(curl .*?)```", readme, re.DOTALL)
-    assert len(blocks) == 1, "the README has one curl example"
+def docs_curl() -> str:
+    page = (Path(__file__).parent.parent / "docs" / "proxy.md").read_text()
+    blocks = re.findall(r"```bash\n(curl .*?)```", page, re.DOTALL)
+    assert len(blocks) == 1, "the proxy page has one curl example"
     return blocks[0]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_readme_curl_example(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
+def test_the_docs_curl_example(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
     backend.script("proxy-a", answer_then_vote("4"))
     backend.script("proxy-b", answer_then_vote("4"))
-    # The README's command as written, aimed at this proxy and at a preset whose agents are scripted.
-    command = readme_curl().replace("\\\n", " ").replace("http://127.0.0.1:4000", proxy.base_url)
+    # The proxy page's command as written, aimed at this proxy and at a preset whose agents are scripted.
+    command = docs_curl().replace("\\\n", " ").replace("http://127.0.0.1:4000", proxy.base_url)
     command = command.replace("massgen/build", "massgen/duo")
     assert "$LITELLM_MASTER_KEY" in command
     argv = [arg.replace("$LITELLM_MASTER_KEY", MASTER_KEY) for arg in shlex.split(command)]

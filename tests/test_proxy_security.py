@@ -1,4 +1,4 @@
-"""A hostile client of a shared proxy, replayed against the real LiteLLM proxy with the README's config.
+"""A hostile client of a shared proxy, replayed against the real LiteLLM proxy with the config of docs/proxy.md.
 
 The client holds only a key that may call `massgen/*`. An "attacker" loopback server stands for a host the client
 controls: it records every request that reaches it, and answers with bytes that must never come back to the client.
@@ -217,7 +217,7 @@ def test_a_failed_run_is_not_run_again_by_the_proxy(backend: FakeLLM, proxy: Lit
     message = error_of(post(proxy, {"model": "massgen/duo", "messages": QUESTION}), 502)
     assert "every participant failed" in message
     # One coordination (one record), whose agents each made one call with LiteLLM's retries of it: the router did not
-    # run it again, though the README's config sets no num_retries.
+    # run it again, though the documented config sets no num_retries.
     ran = [json.loads(path.read_text()) for path in set(records.iterdir()) - before]
     assert [r["end_reason"] for r in ran] == ["all_failed"]
     assert len(backend.calls) <= ran[0]["requests_reserved"] == 6
