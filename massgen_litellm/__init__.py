@@ -12,13 +12,16 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import AgentConfig, Preset, RunOptions
+    from collections.abc import Sequence
+
+    from .config import AgentConfig, ContextPath, Preset, RunOptions
     from .provider import MassGenLLM, handler
     from .record import RunRecord
 
 __version__ = "0.1.0"
 __all__ = [
     "AgentConfig",
+    "ContextPath",
     "MassGenLLM",
     "Preset",
     "RunOptions",
@@ -31,6 +34,7 @@ __all__ = [
 # does not pay for importing LiteLLM.
 _LAZY = {
     "AgentConfig": "config",
+    "ContextPath": "config",
     "Preset": "config",
     "RunOptions": "config",
     "MassGenLLM": "provider",
@@ -45,12 +49,19 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
 
 
-def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, load_env: bool = True) -> MassGenLLM:
+def register_with_litellm(
+    presets_dir: str | os.PathLike[str] | None = None,
+    *,
+    load_env: bool = True,
+    context_paths: Sequence[str | ContextPath] = (),
+) -> MassGenLLM:
     """Make `massgen/<preset>` a LiteLLM model name. Safe to call more than once; other custom providers are kept.
 
     `presets_dir` adds a directory of your own presets, which override shipped ones of the same name. Unless
     `load_env` is false, a `.env` file (searched from the working directory up) is loaded first, without
-    overriding variables that are already set.
+    overriding variables that are already set. `context_paths` (`"DIR"`, `"DIR:rw"` or `ContextPath`s) are added to
+    every preset: directories the agents may read, or read and write (docs/context-paths.md). Raises ValueError for
+    a malformed one.
     """
     import litellm
     from dotenv import find_dotenv, load_dotenv
@@ -60,7 +71,13 @@ def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, 
 
     if load_env:
         load_dotenv(find_dotenv(usecwd=True), override=False)
-    provider = MassGenLLM([presets_dir]) if presets_dir is not None else handler
+    from .config import ContextPath
+
+    paths = [entry if isinstance(entry, ContextPath) else ContextPath.parse(entry) for entry in context_paths]
+    if presets_dir is None and not paths:
+        provider = handler
+    else:
+        provider = MassGenLLM([presets_dir] if presets_dir is not None else [], paths)
     others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER]
     litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": provider}]
     return provider
