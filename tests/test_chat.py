@@ -17,7 +17,9 @@ import yaml
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer, answer_then_vote, vote
 
-pexpect = pytest.importorskip("pexpect", reason="the chat tests drive a terminal with pexpect: pip install -e '.[test]'")
+pexpect = pytest.importorskip(
+    "pexpect", reason="the chat tests drive a terminal with pexpect: pip install -e '.[test]'"
+)
 
 PROMPT = "you> "
 STARTUP = 180  # seconds: importing LiteLLM on a slow, loaded machine

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -309,3 +311,73 @@ def test_through_the_proxy_a_client_cannot_add_or_widen_a_context_path(files_pro
     assert record["trusted"] is False
     assert SECRET in response.choices[0].message.content
     assert [step["tool"] for step in work_of(record)] == ["files__read_text_file"]  # the write was never run
+
+
+# The command line: `--context-path` on `ask` and `chat`, in real processes, participants on a loopback server.
+
+
+@pytest.fixture
+def loopback_team(tmp_path: Path) -> Iterator[tuple[FakeLLM, dict[str, str]]]:
+    """A preset `team` (agents a, b) on a loopback server, and the environment of a command that finds it."""
+    backend = FakeLLM()
+    with LoopbackServer(backend) as server:
+        presets = tmp_path / "presets"
+        presets.mkdir()
+        agents = [
+            {"model": f"openai/{m}", "api_base": server.base_url, "api_key": "sk-test", "protocol": "tools"}
+            for m in ("a", "b")
+        ]
+        write_preset(presets, "team", agents, final="winner_answer")
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env |= {"MASSGEN_PRESETS_DIR": str(presets), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TERM": "xterm"}
+        if PREFIX is not None:
+            env[context_paths.PREFIX_ENV] = PREFIX
+        yield backend, env
+
+
+def test_ask_with_a_context_path_answers_from_the_file(loopback_team, project):
+    backend, env = loopback_team
+    backend.scripts["a"] = worker(("files__read_text_file", {"path": str(project / "notes.txt")}))
+    backend.scripts["b"] = judge
+    command = [sys.executable, "-m", "massgen_litellm", "ask", "The code?", "--preset", "team", "--json"]
+    done = subprocess.run(
+        [*command, "--context-path", str(project)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert SECRET in result["answer"]
+    assert work_of(result["record"])[0]["tool"] == "files__read_text_file"
+
+    calls = len(backend.calls)
+    missing = subprocess.run(
+        [*command, "--context-path", str(project / "nowhere")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+    assert len(backend.calls) == calls  # refused before any participant call
+
+
+def test_chat_with_an_rw_context_path_writes_there(loopback_team, outbox):
+    pexpect = pytest.importorskip("pexpect", reason="needs pexpect: pip install -e '.[test]'")
+    backend, env = loopback_team
+    target = outbox / "plan.md"
+    backend.scripts["a"] = worker(
+        ("files_rw__write_file", {"path": str(target), "content": "1. ship"}), answer_from=lambda _: "Written."
+    )
+    backend.scripts["b"] = judge
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "massgen_litellm", "chat", "--preset", "team", "--context-path", f"{outbox}:rw"],
+        env=env,
+        encoding="utf-8",
+        dimensions=(50, 160),
+        timeout=180,
+    )
+    child.expect_exact("you> ")
+    child.sendline("Write the plan.")
+    child.expect_exact("Written.")
+    child.expect_exact("you> ")
+    assert target.read_text() == "1. ship"
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
