@@ -51,11 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stream", action="store_true", help="off a terminal: progress lines, then the answer as it comes"
     )
     ask.add_argument("--json", action="store_true", help="print the answer and the whole coordination record as JSON")
-    _context_path_option(ask)
+    add_context_path_option(ask)
     chat = commands.add_parser("chat", help="talk to a team in the terminal: follow-ups keep the conversation")
     chat.add_argument("--preset", default="build", help="preset name (default: build)")
     chat.add_argument("--models", help="comma-separated LiteLLM model strings replacing the preset's agents")
-    _context_path_option(chat)
+    add_context_path_option(chat)
     commands.add_parser("presets", help="list the available presets and their agents")
     check = commands.add_parser("check", help="validate a preset file and show its resolved agents")
     check.add_argument("file", type=Path)
@@ -87,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _ask(args)
 
 
-def _context_path_option(command: argparse.ArgumentParser) -> None:
+def add_context_path_option(command: argparse.ArgumentParser) -> None:
+    """`--context-path DIR[:rw]`, repeatable, into `args.context_path` (a list of strings): pass it to `register`."""
     command.add_argument(
         "--context-path",
         action="append",

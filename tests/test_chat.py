@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from massgen_litellm.record import RunRecord
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer, answer_then_vote, vote
 
@@ -120,6 +121,7 @@ def test_a_conversation_question_follow_up_save_and_new(fake: FakeLLM, env: dict
     assert data["messages"][2]["content"] == "And times three?"
     assert [r["winner"] for r in data["records"]] == ["agent1", "agent1"]
     assert all(r["trusted"] is True for r in data["records"])
+    assert RunRecord.model_validate(data["records"][0]).winner == "agent1"  # each one is a record `report` reads
 
     assert "new conversation" in ask(child, "/new")
     before_new = len(fake.calls)
