@@ -167,9 +167,14 @@ def _check(path: Path, connect: bool = False) -> int:
     if connect:
         import asyncio
 
+        from . import context_paths
         from .mcp_tools import list_tools
 
         unique = {server.name: server for agent in preset.agents for server in preset.servers_for(agent)}
+        try:
+            unique |= {server.name: server for server in context_paths.servers(preset.context_paths)}
+        except LookupError as exc:
+            print(f"  files: {exc}")
         for name, found in asyncio.run(list_tools(list(unique.values()))).items():
             print(f"  {name}: {found if isinstance(found, str) else ', '.join(found)}")
     return 0

@@ -13,6 +13,7 @@ Who sets them: only the process that runs the team, in a preset (`context_paths:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Sequence
@@ -67,6 +68,8 @@ def servers(paths: Sequence[ContextPath]) -> list[McpServer]:
     paths, every tool). Raises LookupError (INSTALL_HINT) when the server cannot be run here."""
     if not paths:
         return []
+    if importlib.util.find_spec("mcp") is None:
+        raise LookupError("context paths need the MCP client: pip install 'massgen-litellm[tools]'")
     command = server_command()
     if command is None:
         raise LookupError(INSTALL_HINT)

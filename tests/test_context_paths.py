@@ -381,3 +381,25 @@ def test_chat_with_an_rw_context_path_writes_there(loopback_team, outbox):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_check_lists_the_context_paths_and_connect_lists_their_tools(tmp_path, project, outbox):
+    preset = tmp_path / "mine.yaml"
+    write_preset(
+        tmp_path,
+        "mine",
+        [{"model": "openai/gpt-4.1-mini"}],
+        context_paths=[{"path": str(project)}, {"path": str(outbox), "mode": "rw"}],
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    if PREFIX is not None:
+        env[context_paths.PREFIX_ENV] = PREFIX
+    command = [sys.executable, "-m", "massgen_litellm", "check", str(preset), "--connect"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"context paths (every agent, as MCP servers files and files_rw): {project} (ro), {outbox} (rw)" in done.stdout
+    )
+    listed = {line.split(":")[0].strip(): line for line in done.stdout.splitlines() if line.startswith("  files")}
+    assert "read_text_file" in listed["files"] and "write_file" not in listed["files"]
+    assert "write_file" in listed["files_rw"] and "edit_file" in listed["files_rw"]
