@@ -67,7 +67,7 @@ class Chat:
             if not line:
                 continue
             if line.startswith("/"):
-                if self.command(line) is False:
+                if not self.command(line):
                     return 0
             else:
                 self.turn(line)

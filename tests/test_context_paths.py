@@ -403,3 +403,23 @@ def test_check_lists_the_context_paths_and_connect_lists_their_tools(tmp_path, p
     listed = {line.split(":")[0].strip(): line for line in done.stdout.splitlines() if line.startswith("  files")}
     assert "read_text_file" in listed["files"] and "write_file" not in listed["files"]
     assert "write_file" in listed["files_rw"] and "edit_file" in listed["files_rw"]
+
+
+def test_import_carries_massgens_context_paths():
+    from massgen_litellm.config import Preset
+    from massgen_litellm.massgen_import import import_config
+
+    config = {
+        "agents": [{"backend": {"type": "openai", "model": "gpt-5-mini"}}],
+        "orchestrator": {
+            "context_paths": [
+                {"path": "/srv/code", "permission": "read"},
+                {"path": "/srv/out", "permission": "write"},
+                {"path": "relative/dir", "permission": "read"},
+            ]
+        },
+    }
+    preset, left = import_config(config, "team.yaml")
+    assert preset["context_paths"] == [{"path": "/srv/code", "mode": "ro"}, {"path": "/srv/out", "mode": "rw"}]
+    assert left == ["orchestrator.context_paths[2]: a preset needs an absolute path, not 'relative/dir'"]
+    assert Preset.model_validate(preset).context_paths[1].mode == "rw"
