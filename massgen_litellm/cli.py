@@ -1,5 +1,5 @@
-"""`massgen-litellm`: ask a preset a question, list or check presets, print a proxy config or the presets' JSON Schema,
-render a run report."""
+"""`massgen-litellm`: ask a preset a question or chat with it, list or check presets, print a proxy config or the
+presets' JSON Schema, render a run report."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import McpServer
+    from .provider import MassGenLLM
 
 PROXY_CONFIG = """\
 model_list:
@@ -50,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--stream", action="store_true", help="off a terminal: progress lines, then the answer as it comes"
     )
     ask.add_argument("--json", action="store_true", help="print the answer and the whole coordination record as JSON")
+    add_context_path_option(ask)
+    chat = commands.add_parser("chat", help="talk to a team in the terminal: follow-ups keep the conversation")
+    chat.add_argument("--preset", default="build", help="preset name (default: build)")
+    chat.add_argument("--models", help="comma-separated LiteLLM model strings replacing the preset's agents")
+    add_context_path_option(chat)
     commands.add_parser("presets", help="list the available presets and their agents")
     check = commands.add_parser("check", help="validate a preset file and show its resolved agents")
     check.add_argument("file", type=Path)
@@ -80,7 +86,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.file, args.connect)
     if args.command == "presets":
         return _presets()
+    if args.command == "chat":
+        from . import chat as terminal_chat
+
+        return terminal_chat.chat(args.preset, _models(args.models), args.context_path)
     return _ask(args)
+
+
+def add_context_path_option(command: argparse.ArgumentParser) -> None:
+    """`--context-path DIR[:rw]`, repeatable, into `args.context_path` (a list of strings): pass it to `register`."""
+    command.add_argument(
+        "--context-path",
+        action="append",
+        default=[],
+        metavar="DIR[:rw]",
+        help="a directory the agents may read through the filesystem MCP server; DIR:rw lets them write there too "
+        "(repeatable; needs Node.js)",
+    )
+
+
+def _models(option: str | None) -> list[str] | None:
+    return [m.strip() for m in option.split(",") if m.strip()] if option else None
+
+
+def register(context_paths: Sequence[str]) -> MassGenLLM:
+    """Register massgen with LiteLLM for a command, with the command line's context paths; raises ValueError for a
+    malformed one (its message says which)."""
+    import litellm
+
+    from . import register_with_litellm
+
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner would bury our one-line errors
+    return register_with_litellm(context_paths=context_paths)
 
 
 def _presets() -> int:
@@ -111,6 +148,9 @@ def _check(path: Path, connect: bool = False) -> int:
         return 2
     print(f"{path}: valid. {preset.description}".rstrip())
     print("options: " + ", ".join(f"{k}={v}" for k, v in preset.options().model_dump().items()))
+    if preset.context_paths:
+        paths = ", ".join(f"{entry.path} ({entry.mode})" for entry in preset.context_paths)
+        print(f"context paths (every agent, as MCP servers files and files_rw): {paths}")
     for index, agent in enumerate(preset.agents, start=1):
         key = "none (from the environment)" if agent.api_key is None else "given"
         raw = agent.api_key.get_secret_value() if agent.api_key else ""
@@ -133,9 +173,14 @@ def _check(path: Path, connect: bool = False) -> int:
     if connect:
         import asyncio
 
+        from . import context_paths
         from .mcp_tools import list_tools
 
         unique = {server.name: server for agent in preset.agents for server in preset.servers_for(agent)}
+        try:
+            unique |= {server.name: server for server in context_paths.servers(preset.context_paths)}
+        except LookupError as exc:
+            print(f"  files: {exc}")
         for name, found in asyncio.run(list_tools(list(unique.values()))).items():
             print(f"  {name}: {found if isinstance(found, str) else ', '.join(found)}")
     return 0
@@ -211,16 +256,17 @@ def _ask(args: argparse.Namespace) -> int:
     import litellm
     import openai
 
-    from . import register_with_litellm
-
-    register_with_litellm()
-    litellm.suppress_debug_info = True  # its "Give Feedback" banner would bury our one-line errors
+    try:
+        register(args.context_path)
+    except ValueError as exc:
+        print(f"error: --context-path: {_plain(exc)}", file=sys.stderr)
+        return 2
     kwargs: dict[str, Any] = {
         "model": f"massgen/{args.preset}",
         "messages": [{"role": "user", "content": args.question}],
     }
     if args.models:
-        kwargs["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+        kwargs["models"] = _models(args.models)
     try:
         if args.json:
             response = litellm.completion(**kwargs)
@@ -241,12 +287,16 @@ def _ask(args: argparse.Namespace) -> int:
         print(f"error: {_plain(exc)}", file=sys.stderr)
         return 1
     if record:
-        print(
-            f"\n[{record['end_reason']}: {_how_chosen(record)}; "
-            f"{record['usage']['total_tokens']} tokens, ${record['cost']:.4f}, {record['duration_seconds']:.1f}s]",
-            file=sys.stderr,
-        )
+        print(f"\n{summary_line(record)}", file=sys.stderr)
     return 0
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """How a run ended, how its answer was chosen, tokens, cost and time, in one bracketed line."""
+    return (
+        f"[{record['end_reason']}: {_how_chosen(record)}; "
+        f"{record['usage']['total_tokens']} tokens, ${record['cost']:.4f}, {record['duration_seconds']:.1f}s]"
+    )
 
 
 def _how_chosen(record: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
@@ -331,6 +332,42 @@ class McpServer(BaseModel):
         return self
 
 
+# The filesystem MCP servers that serve a preset's context paths take these names (see context_paths.py).
+CONTEXT_SERVER_NAMES = ("files", "files_rw")
+
+
+class ContextPath(BaseModel):
+    """A directory on the machine that runs the team, which every agent may read (`mode: ro`, the default) or read
+    and write (`mode: rw`) through the filesystem MCP server. Only the process that runs the team sets these (a
+    preset, or `--context-path` / `register_with_litellm(context_paths=...)`): never a request.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, description="An absolute directory path (~ is expanded).")
+    mode: Literal["ro", "rw"] = Field("ro", description="ro: read only (the default); rw: read and write.")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        expanded = os.path.expanduser(value)
+        if not os.path.isabs(expanded):
+            raise ValueError(f"must be an absolute directory path, not {value!r}")
+        return os.path.normpath(expanded)
+
+    @classmethod
+    def parse(cls, option: str) -> ContextPath:
+        """`DIR`, `DIR:ro` or `DIR:rw`, as `--context-path` takes it; a relative DIR is taken from the working
+        directory. Raises ValueError naming the problem."""
+        path, mode = option, "ro"
+        for suffix in (":ro", ":rw"):
+            if option.endswith(suffix):
+                path, mode = option[: -len(suffix)], suffix[1:]
+        if not path:
+            raise ValueError(f"{option!r} names no directory; give DIR, DIR:ro or DIR:rw")
+        return cls(path=os.path.abspath(os.path.expanduser(path)), mode=mode)  # type: ignore[arg-type]
+
+
 class PresetAgent(AgentConfig):
     """An agent as a preset declares it: it may have MCP servers of its own, which a request's agents may not."""
 
@@ -355,6 +392,9 @@ class Preset(RunOptions):
         default_factory=ClientPolicy, description="What a request through a LiteLLM proxy may choose."
     )
     mcp_servers: list[McpServer] = Field(default_factory=list, description="Servers every agent may use.")
+    context_paths: list[ContextPath] = Field(
+        default_factory=list, description="Directories every agent may read (ro) or read and write (rw)."
+    )
 
     @model_validator(mode="after")
     def _unique_server_names(self) -> Preset:
@@ -362,7 +402,36 @@ class Preset(RunOptions):
             names = [server.name for server in [*self.mcp_servers, *agent.mcp_servers]]
             if len(names) != len(set(names)):
                 raise ValueError(f"MCP server names must be unique for each agent: {names}")
+            taken = sorted(set(names) & set(CONTEXT_SERVER_NAMES))
+            if self.context_paths and taken:
+                raise ValueError(
+                    f"the MCP server name {taken[0]!r} is taken by the context paths' file server; rename yours"
+                )
         return self
+
+    @model_validator(mode="after")
+    def _context_paths_keep_their_modes(self) -> Preset:
+        seen: dict[str, str] = {}
+        for entry in self.context_paths:
+            if seen.setdefault(entry.path, entry.mode) != entry.mode:
+                raise ValueError(f"context_paths: {entry.path} is given both read-only and read-write; keep one")
+        writable = [e.path for e in self.context_paths if e.mode == "rw"]
+        for entry in self.context_paths:
+            outer = next((w for w in writable if entry.mode == "ro" and _inside(entry.path, w)), None)
+            if outer is not None:
+                # The read-write server would reach it: a read-only path there could not stay read-only.
+                raise ValueError(
+                    f"context_paths: {entry.path} is read-only but inside the read-write {outer}; make it rw or move it"
+                )
+        return self
+
+    def with_context_paths(self, paths: Sequence[ContextPath]) -> Preset:
+        """This preset with `paths` added; a directory given again takes its new mode. Raises pydantic's
+        ValidationError if the result breaks a rule (a read-only path inside a read-write one)."""
+        if not paths:
+            return self
+        chosen = {entry.path: entry for entry in [*self.context_paths, *paths]}
+        return Preset.model_validate({**self.model_dump(), "context_paths": list(chosen.values())})
 
     def servers_for(self, agent: AgentConfig) -> list[McpServer]:
         """The MCP servers `agent` may use: the preset's, then its own (a request's agents have none of their own)."""
@@ -372,3 +441,9 @@ class Preset(RunOptions):
     def options(self) -> RunOptions:
         """The preset's run options alone, as the `RunOptions` a request's overrides are applied to."""
         return RunOptions.model_validate({name: getattr(self, name) for name in RUN_OPTION_NAMES})
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether `path` is `directory` or below it, symbolic links resolved as the file server resolves them."""
+    real, outer = os.path.realpath(path), os.path.realpath(directory)
+    return os.path.commonpath([real, outer]) == outer

@@ -50,7 +50,6 @@ _TIMEOUTS = {
 }
 _WHY = {
     "cwd": "agents here have no workspace or files of their own",
-    "context_paths": "agents here have no file access; give them an MCP file server with a read-only directory",
     "enable_web_search": "provider-side web search is not offered; give agents an MCP search or fetch server",
     "enable_code_execution": "code execution is not offered; give agents an MCP server for it",
     "custom_tools": "Python tool functions are not loaded; serve them from an MCP server",
@@ -145,8 +144,23 @@ def _orchestrator(value: Mapping[str, Any], where: str, preset: dict[str, Any], 
             _orchestrator(setting, f"{where}.coordination", preset, left)
         elif key in _TIMEOUTS and setting is not None:
             preset[_TIMEOUTS[key]] = setting
+        elif key == "context_paths" and isinstance(setting, list):
+            preset["context_paths"] = _context_paths(setting, f"{where}.context_paths", left)
         elif setting is not None:
             left.append(f"{where}.{key}: {_WHY.get(key, 'no counterpart here')}")
+
+
+def _context_paths(entries: list[Any], where: str, left: list[str]) -> list[dict[str, str]]:
+    """MassGen's `{path, permission: read|write}` as ours, `{path, mode: ro|rw}`; a preset needs absolute paths."""
+    carried = []
+    for index, entry in enumerate(entries):
+        path = str(entry.get("path") or "") if isinstance(entry, Mapping) else ""
+        if not path.startswith(("/", "~")):
+            left.append(f"{where}[{index}]: a preset needs an absolute path, not {path!r}")
+            continue
+        mode = "rw" if entry.get("permission") == "write" else "ro"
+        carried.append({"path": path, "mode": mode})
+    return carried
 
 
 def _timeouts(value: Mapping[str, Any], where: str, preset: dict[str, Any], left: list[str]) -> None:

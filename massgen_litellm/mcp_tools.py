@@ -127,6 +127,10 @@ class Connection:
 
     async def call(self, name: str, arguments: dict[str, Any], timeout: float, start_timeout: float) -> ToolResult:
         """Runs on the portal loop."""
+        if self.server.tools is not None and name not in self.server.tools:
+            # The allow-list is what keeps a read-only context path read-only: it holds here too, not only in the
+            # list of tools the agents are offered.
+            return ToolResult(f"the tool {name} is not allowed on the MCP server '{self.server.name}'", error=True)
         await self.ensure(start_timeout)
         try:
             result = await asyncio.wait_for(self._client.call_tool(name, arguments), timeout)

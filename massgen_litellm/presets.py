@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .config import Preset
+from .config import ContextPath, Preset
 from .errors import MassGenInputError, describe_validation_error
 
 PRESETS_DIR_ENV = "MASSGEN_PRESETS_DIR"
@@ -38,8 +38,12 @@ class PresetStore:
     edited on disk is used by the next request. A preset is `<name>.yaml` (or `.yml`) with a valid name.
     """
 
-    def __init__(self, extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
+    def __init__(
+        self, extra_dirs: Sequence[str | os.PathLike[str]] = (), context_paths: Sequence[ContextPath] = ()
+    ) -> None:
         self.extra_dirs = [Path(d) for d in extra_dirs]
+        # Added to every preset loaded here: the context paths of the process that runs the team (--context-path).
+        self.context_paths = list(context_paths)
 
     def directories(self) -> list[Path]:
         """The directories searched, lowest priority first; some may not exist."""
@@ -78,7 +82,13 @@ class PresetStore:
                 f"unknown preset {name!r}. Available presets: {available}. "
                 f"Add your own as {name}.yaml in a directory named by {PRESETS_DIR_ENV}."
             )
-        return load_preset_file(files[name])
+        preset = load_preset_file(files[name])
+        try:
+            return preset.with_context_paths(self.context_paths)
+        except ValidationError as exc:
+            raise MassGenInputError(
+                f"preset {name} with the context paths given: {describe_validation_error(exc, Preset, 'preset')}"
+            ) from None
 
 
 def load_preset_file(path: Path) -> Preset:

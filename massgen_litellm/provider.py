@@ -20,6 +20,7 @@ from litellm.types.utils import (
 )
 
 from . import portal
+from .config import ContextPath
 from .coordination import NewAnswer
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
@@ -53,9 +54,13 @@ class MassGenLLM(CustomLLM):
         litellm.Timeout: no agent answered within `run_timeout` (HTTP 408).
     """
 
-    def __init__(self, presets_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
+    def __init__(
+        self, presets_dirs: Sequence[str | os.PathLike[str]] = (), context_paths: Sequence[ContextPath] = ()
+    ) -> None:
+        """`context_paths` go to every preset this handler serves (see context_paths.py): the choice of whoever
+        runs the team, never of a request."""
         super().__init__()
-        self.presets = PresetStore(presets_dirs)
+        self.presets = PresetStore(presets_dirs, context_paths)
 
     def _start(self, model: str, messages: list[Any], kwargs: dict[str, Any]) -> Run:
         preset = model.removeprefix(f"{PROVIDER}/")

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import local_server
+from . import context_paths, local_server
 from .config import (
     AGENT_FIELDS,
     ENV_KEY_PREFIX,
@@ -76,6 +76,8 @@ def build_request(
 ) -> RunRequest:
     conversation = check_messages(messages)
     params = _merge_params(optional_params)
+    if "context_paths" in params:
+        raise MassGenInputError(_NO_CONTEXT_PATHS[trusted])
     if preset_name.startswith(MODEL_FORM):
         # MassGen's provider form: massgen/model:<model> is a self-ensemble of that model, the `ensemble` preset's
         # stances on it.
@@ -126,10 +128,33 @@ def build_request(
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
-    servers = [preset.servers_for(agent) for agent in agents]
+    files = _context_servers(preset_name, preset, trusted)
+    servers = [[*preset.servers_for(agent), *files] for agent in agents]
     return RunRequest(
         preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract, servers
     )
+
+
+# A request never chooses files on the server: context paths belong to whoever runs the team.
+_NO_CONTEXT_PATHS = {
+    True: "context_paths is not a request field: set context_paths: in the preset, or run the team with "
+    "--context-path DIR (the command line) or register_with_litellm(context_paths=[...]) (Python)",
+    False: "context_paths: a request through the proxy may not give the agents files on the server. The operator "
+    "sets them under 'context_paths:' in the preset file",
+}
+
+
+def _context_servers(name: str, preset: Preset, trusted: bool) -> list[McpServer]:
+    """The file servers for the preset's context paths, or an error before any call if they cannot serve them. An
+    untrusted caller is not told the server's paths or what it lacks."""
+    try:
+        problems = context_paths.problems(preset.context_paths)
+        if problems:
+            raise LookupError(problems[0])
+        return context_paths.servers(preset.context_paths)
+    except LookupError as exc:
+        cause = str(exc) if trusted else "its context paths are not available on the server; ask the operator"
+        raise MassGenInputError(f"massgen/{name}: {cause}") from None
 
 
 MODEL_FORM = "model:"

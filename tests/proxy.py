@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -31,14 +32,17 @@ class LiteLLMProxy:
         startup_timeout: float = 600.0,
         num_workers: int = 1,
         env: dict[str, str] | None = None,
+        presets: Sequence[Path] = (),
     ) -> None:
+        """`presets`: directories of presets served besides tests/proxy_presets (made by a test, in a temporary
+        directory)."""
         self.port = free_port()
         env = {
             **os.environ,
             **(env or {}),
             "LITELLM_MASTER_KEY": MASTER_KEY,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "MASSGEN_PRESETS_DIR": str(PRESETS),
+            "MASSGEN_PRESETS_DIR": os.pathsep.join(map(str, [PRESETS, *presets])),
             "OPENAI_API_BASE": upstream,
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
             # uvicorn kills a worker that has not answered its health check within 5 s, and a freshly spawned worker
