@@ -3,7 +3,7 @@ model: the Claude Code CLI on `/v1/messages`, the Codex CLI on `/v1/responses`, 
 SDK's Responses API. The team's two agents are scripted loopback models that read the tools the client offered,
 propose one (the CLI's own file-writing or shell tool), and answer from its result.
 
-The CLIs are the npm registry's packages, installed by `.ci/coding-agents` into `.tools/node` (their native binaries
+The CLIs are the npm registry's packages, installed by `.ci/npm-packages` into `.tools/node` (their native binaries
 come from per-platform packages of the same registry). Each runs non-interactively, in a temporary directory with a
 temporary HOME and a minimal environment, under `strace`, with its telemetry, update checks and error reports
 turned off, and with HTTP(S)_PROXY and ALL_PROXY pointed at a sink on 127.0.0.1 that refuses and records every
@@ -150,7 +150,7 @@ def installed(name: str) -> Path:
             pytest.skip(f"{tool} is not installed: the coding-agent CLIs come from the npm registry")
     path = BIN / name
     if not path.exists():
-        pytest.skip(f"{name} is not installed: run `bash .ci/coding-agents` (pinned versions into .tools/node)")
+        pytest.skip(f"{name} is not installed: run `bash .ci/npm-packages` (pinned versions into .tools/node)")
     with tempfile.TemporaryDirectory() as home:  # never the user's own HOME, and no network to try
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
         env |= {var: "http://127.0.0.1:9" for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}

@@ -2,8 +2,9 @@
 npm (`@modelcontextprotocol/server-filesystem`), on temporary directories. Participants are scripted models (respx
 in process; a loopback server behind the real LiteLLM proxy for the trust tests).
 
-The server comes from a local npm prefix (`.ci/run` installs it into `.node/`; or set MASSGEN_NODE_PREFIX) or from
-PATH; without Node.js and that install the tests skip and say so (npx would fetch it from the registry).
+The server comes from a local npm prefix (`.ci/npm-packages` installs it into `.tools/node/`; or set
+MASSGEN_NODE_PREFIX) or from PATH; without Node.js and that install the tests skip and say so (npx would fetch it
+from the registry).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.proxy import LiteLLMProxy
 pytest.importorskip("mcp", reason="context paths need the `tools` extra: pip install -e '.[test,tools]'")
 
 REPO = Path(__file__).resolve().parent.parent
-LOCAL_PREFIX = REPO / ".node"
+LOCAL_PREFIX = REPO / ".tools" / "node"  # where .ci/npm-packages installs it
 SECRET = "The vault's combination is 31-7-42."
 
 
@@ -43,8 +44,8 @@ def _installed_prefix() -> str | None:
 PREFIX = _installed_prefix()
 if shutil.which("node") is None or (PREFIX is None and shutil.which(context_paths.COMMAND) is None):
     pytest.skip(
-        f"the filesystem MCP server is not installed: needs Node.js and `npm install --prefix .node "
-        f"{context_paths.PACKAGE}@{context_paths.VERSION}` (bash .ci/run does it)",
+        "the filesystem MCP server is not installed: needs Node.js and `bash .ci/npm-packages` (.ci/run runs it), "
+        f"or `npm install --prefix DIR {context_paths.PACKAGE}@{context_paths.VERSION}` with MASSGEN_NODE_PREFIX=DIR",
         allow_module_level=True,
     )
 
