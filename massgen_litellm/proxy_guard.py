@@ -15,6 +15,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from .errors import MassGenInputError, bad_request
+from .provider import RUN_ID_HEADER, RUN_ID_KEY, RunId
 from .request import check_messages
 
 _CHAT_CALLS = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
@@ -30,6 +31,17 @@ class MessagesGuard(CustomLogger):
             except MassGenInputError as exc:
                 raise bad_request(str(exc), model=str(data.get("model") or "")) from None
         return data
+
+    async def async_post_call_response_headers_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any, *args: Any, **kwargs: Any
+    ) -> dict[str, str] | None:
+        """The run id as a response header, on every endpoint: the /v1/messages bridge passes nothing else of ours
+        (docs/records.md). Only a `RunId` the provider wrote counts, never a value the client put in its metadata."""
+        for key in ("metadata", "litellm_metadata"):
+            run_id = (data.get(key) or {}).get(RUN_ID_KEY)
+            if isinstance(run_id, RunId):
+                return {RUN_ID_HEADER: str(run_id)}
+        return None
 
 
 guard = MessagesGuard()
