@@ -1,4 +1,5 @@
-"""A LiteLLM proxy callback that checks a chat request's `messages` before LiteLLM itself reads them.
+"""A LiteLLM proxy callback: it checks a chat request's `messages` before LiteLLM itself reads them, and sends each
+run's id as the `x-massgen-run-id` response header on every endpoint (docs/records.md).
 
 LiteLLM (1.110) walks `messages` before any provider sees the call, and a malformed list breaks it there: `"hello"`
 comes back as a 400 whose text is a Python traceback with the server's paths, `content: 12345` as a 500 after a

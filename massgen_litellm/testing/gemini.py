@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from massgen_litellm.testing.openai_chat import CUT_HEADER, Call, FakeLLM, Reply
+from massgen_litellm.testing.openai_chat import CUT_HEADER, Call, FakeLLM, Reply, Script
 
 BASE = "http://fake-gemini.test/v1beta"
 KEY = "gemini-test-not-a-real-key"
@@ -92,7 +92,7 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             if calls:
                 message["tool_calls"] = [
                     {
-                        "id": f"call_{i}",
+                        "id": c.get("id") or f"call_{i}",
                         "type": "function",
                         "function": {"name": c["name"], "arguments": json.dumps(c.get("args") or {})},
                     }
@@ -100,7 +100,10 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 ]
             messages.append(message)
         elif results:
-            messages += [{"role": "tool", "name": r.get("name"), "content": _result_text(r)} for r in results]
+            messages += [
+                {"role": "tool", "tool_call_id": r.get("id"), "name": r.get("name"), "content": _result_text(r)}
+                for r in results
+            ]
         else:
             messages.append({"role": "user", "content": text})
     return messages
@@ -137,12 +140,12 @@ class FakeGemini(FakeLLM):
 
     base_path = "/v1beta"
 
-    def __init__(self, default: Any = None) -> None:
+    def __init__(self, default: Script | None = None) -> None:
         super().__init__(default)
         self.thinking: set[str] = set()
         self._issued: dict[str, str] = {}  # thoughtSignature -> the model that issued it
 
-    def script(self, model: str, script: Any, thinking: bool = False) -> str:
+    def script(self, model: str, script: Script, thinking: bool = False) -> str:
         super().script(model, script)
         if thinking:
             self.thinking.add(model)
