@@ -39,7 +39,8 @@ class MessagesGuard(CustomLogger):
         """The run id as a response header, on every endpoint: the /v1/messages bridge passes nothing else of ours
         (docs/records.md). Only a `RunId` the provider wrote counts, never a value the client put in its metadata."""
         for key in ("metadata", "litellm_metadata"):
-            run_id = (data.get(key) or {}).get(RUN_ID_KEY)
+            metadata = data.get(key)
+            run_id = metadata.get(RUN_ID_KEY) if isinstance(metadata, dict) else None
             if isinstance(run_id, RunId):
                 return {RUN_ID_HEADER: str(run_id)}
         return None
