@@ -273,3 +273,28 @@ async def test_the_fake_refuses_what_the_gemini_api_refuses(gemini: FakeGemini) 
     assert placeholder.status_code == 200 and earlier.status_code == 200
     assert uneven.status_code == 400 and "number of function response parts" in uneven.json()["error"]["message"]
     assert keyless.status_code == 403
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_thinking_gemini_3_agents_on_a_conversation_that_holds_tool_calls(
+    registered, gemini: FakeGemini, stream: bool
+) -> None:
+    """The app's second request holds the team's earlier tool call (which no Gemini signed) and its result: a Gemini 3
+    model refuses an unsigned call in the current turn, and LiteLLM, knowing the model by name, sends Google's
+    placeholder signature for it. Every turn and the presentation go through."""
+    for name in ("gemini-3-flash-preview", "gemini-3-pro-preview"):
+        gemini.script(name, weather_agent, thinking=True)
+    write_preset(registered, "gems", [gemini_agent("gemini-3-flash-preview"), gemini_agent("gemini-3-pro-preview")])
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    messages = [
+        *QUESTION,
+        {"role": "assistant", "content": None, "reasoning_content": "agent1 is working (turn 1)", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C, light rain"},
+    ]
+
+    content, _, record = await ask("massgen/gems", stream, messages=messages, tools=[WEATHER])
+
+    assert content == "Final: In Paris it is 18 C, light rain."
+    assert [a["protocol"] for a in record["agents"]] == ["tools", "tools"] and not record["notes"]
+    assert all(not c.problems and c.signatures[:1] == [SKIP_SIGNATURE] for c in gemini.calls)
+    assert any(c.is_presentation and c.streamed == stream for c in gemini.calls)
