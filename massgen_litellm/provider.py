@@ -30,6 +30,15 @@ from .run import Calls, Content, Progress, Run
 
 RECORD_FIELD = "massgen"
 EVENT_FIELD = "massgen_event"  # on each progress chunk: what happened, as data (see Run.stream)
+# Through the proxy, every reply carries the run id in this header (docs/records.md): `proxy_guard` sends it, read
+# from the request's metadata, where the run puts it under RUN_ID_KEY as a `RunId`.
+RUN_ID_HEADER = "x-massgen-run-id"
+RUN_ID_KEY = "massgen_run_id"
+
+
+class RunId(str):
+    """A run id as the provider wrote it into a proxy request's metadata. JSON cannot make one, so a client that
+    sends `metadata: {"massgen_run_id": ...}` itself cannot choose the header the proxy returns."""
 
 
 class MassGenLLM(CustomLLM):
@@ -76,7 +85,16 @@ class MassGenLLM(CustomLLM):
             )
         except MassGenInputError as exc:
             raise bad_request(str(exc), model=f"{PROVIDER}/{preset}") from None
-        return Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
+        run = Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
+        if request.trusted:
+            return run
+        # The proxy's request metadata (`metadata` on /v1/chat/completions, `litellm_metadata` on the /v1/messages and
+        # /v1/responses bridges) is the dict its response-headers hook is later given: the run id goes there.
+        for key in ("metadata", "litellm_metadata"):
+            metadata = litellm_params.get(key)
+            if isinstance(metadata, dict):
+                metadata[RUN_ID_KEY] = RunId(run.run_id)
+        return run
 
     async def acompletion(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> ModelResponse:
         """One coordination, awaited: the final answer as a `ModelResponse` (see the class for its fields)."""
@@ -93,9 +111,13 @@ class MassGenLLM(CustomLLM):
         """`acompletion` for synchronous callers, run on the package's one background event loop."""
         return portal.call(self.acompletion(model, messages, *args, **kwargs))
 
-    async def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    def astreaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
         """One coordination as a stream of `ModelResponseStream` chunks: progress, then the answer, usage, finish."""
-        run = self._start(model, messages, kwargs)
+        # Started now, not at the first chunk: the /v1/messages and /v1/responses bridges hand the proxy the stream
+        # before reading it, and the proxy sends its headers (with the run id) then. A bad request fails here, too.
+        return self._stream(self._start(model, messages, kwargs))
+
+    async def _stream(self, run: Run) -> AsyncIterator[Any]:
         # The last piece of the answer is held back until the run is over, to carry the record: LiteLLM's stream
         # wrapper passes a chunk with content through, attributes and all, for every client; a chunk without
         # content it passes only to clients that asked for usage.
@@ -118,6 +140,8 @@ class MassGenLLM(CustomLLM):
             record = run.finish()
         assert record is not None and last is not None
         setattr(last, RECORD_FIELD, record.model_dump(mode="json"))
+        # The /v1/responses bridge keeps a delta's provider-specific fields and puts them on the finished response.
+        last.choices[0].delta.provider_specific_fields = {RECORD_FIELD: getattr(last, RECORD_FIELD)}
         yield last
         # Usage goes on a chunk of its own before the finish chunk: LiteLLM reports that chunk's usage as the
         # stream's (to clients that asked for it), where it rebuilds the finish chunk itself and would drop it.
@@ -128,7 +152,12 @@ class MassGenLLM(CustomLLM):
 
     def streaming(self, model: str, messages: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
         """`astreaming` for synchronous callers, iterated on the package's background event loop."""
-        return portal.iterate(self.astreaming(model, messages, *args, **kwargs))
+
+        async def started_there() -> AsyncIterator[Any]:  # the run is made on the portal's loop, where it runs
+            async for chunk in self._stream(self._start(model, messages, kwargs)):
+                yield chunk
+
+        return portal.iterate(started_there())
 
 
 def from_proxy(litellm_params: Mapping[str, Any]) -> bool:
@@ -139,6 +168,7 @@ def from_proxy(litellm_params: Mapping[str, Any]) -> bool:
 
 def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: NewAnswer) -> ModelResponse:
     response.model = run.model
+    response.id = f"chatcmpl-{run.run_id}"  # as on every chunk of a stream
     message = response.choices[0].message
     message.content = reply.content or None if reply.tool_calls else reply.content
     if reply.tool_calls:
@@ -154,6 +184,8 @@ def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: New
     # spend tracking see.
     response._hidden_params["response_cost"] = record.cost
     setattr(response, RECORD_FIELD, record.model_dump(mode="json"))
+    # The /v1/responses bridge copies these onto the Responses API object (`provider_specific_fields.massgen`).
+    response._hidden_params["provider_specific_fields"] = {RECORD_FIELD: getattr(response, RECORD_FIELD)}
     return response
 
 

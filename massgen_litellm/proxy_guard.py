@@ -1,4 +1,5 @@
-"""A LiteLLM proxy callback that checks a chat request's `messages` before LiteLLM itself reads them.
+"""A LiteLLM proxy callback: it checks a chat request's `messages` before LiteLLM itself reads them, and sends each
+run's id as the `x-massgen-run-id` response header on every endpoint (docs/records.md).
 
 LiteLLM (1.110) walks `messages` before any provider sees the call, and a malformed list breaks it there: `"hello"`
 comes back as a 400 whose text is a Python traceback with the server's paths, `content: 12345` as a 500 after a
@@ -15,6 +16,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from .errors import MassGenInputError, bad_request
+from .provider import RUN_ID_HEADER, RUN_ID_KEY, RunId
 from .request import check_messages
 
 _CHAT_CALLS = frozenset({"completion", "acompletion", "text_completion", "atext_completion"})
@@ -32,6 +34,18 @@ class MessagesGuard(CustomLogger):
             except MassGenInputError as exc:
                 raise bad_request(str(exc), model=str(data.get("model") or "")) from None
         return data
+
+    async def async_post_call_response_headers_hook(
+        self, data: dict[str, Any], user_api_key_dict: Any, response: Any, *args: Any, **kwargs: Any
+    ) -> dict[str, str] | None:
+        """The run id as a response header, on every endpoint: the /v1/messages bridge passes nothing else of ours
+        (docs/records.md). Only a `RunId` the provider wrote counts, never a value the client put in its metadata."""
+        for key in ("metadata", "litellm_metadata"):
+            metadata = data.get(key)
+            run_id = metadata.get(RUN_ID_KEY) if isinstance(metadata, dict) else None
+            if isinstance(run_id, RunId):
+                return {RUN_ID_HEADER: str(run_id)}
+        return None
 
 
 guard = MessagesGuard()

@@ -48,6 +48,11 @@ _PLUMBING = frozenset(
 # What the caller asks of the reply (contract.py): its tools and its format.
 _CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# The team streams its progress as reasoning, and clients hand a reply back whole: on an assistant message, as these
+# fields (chat completions; LiteLLM's /v1/messages bridge turns Anthropic `thinking` blocks into both, its
+# /v1/responses bridge turns `reasoning` items into `reasoning_content`), or as content parts of these types.
+_REASONING_FIELDS = ("reasoning_content", "thinking_blocks")
+_REASONING_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning"})
 # A rough, cheap token count (no tokenizer on the hot path): enough to refuse a conversation that could not fit.
 _CHARS_PER_TOKEN = 4
 
@@ -312,6 +317,13 @@ def _check_agents(agents: Sequence[AgentConfig], trusted: bool) -> None:
 
 
 def check_messages(messages: Any) -> list[Message]:
+    """The conversation as the agents get it: each message checked, and the reasoning on assistant messages left out.
+
+    That reasoning is the team's own progress text handed back by the client (a reply of ours is the only one a
+    massgen/ conversation holds), which no agent should read as the conversation, and which a provider would refuse
+    as thinking it did not sign. What stays: every user, system and tool message, and each assistant message's text
+    and tool calls; an assistant message that held nothing but reasoning is dropped.
+    """
     example = 'for example messages=[{"role": "user", "content": "Your question"}]'
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
         raise MassGenInputError(f"messages must be a list of chat messages, {example}")
@@ -325,8 +337,25 @@ def check_messages(messages: Any) -> list[Message]:
         problem = _content_problem(plain)
         if problem:
             raise MassGenInputError(f"messages[{index}].content {problem}, {example}")
-        conversation.append(dict(plain))
+        message = _without_reasoning(plain) if plain["role"] == "assistant" else dict(plain)
+        if message is not None:
+            conversation.append(message)
+    if not conversation:
+        raise MassGenInputError(
+            f"messages holds nothing but an assistant's reasoning; send the user's message, {example}"
+        )
     return conversation
+
+
+def _without_reasoning(message: Mapping[str, Any]) -> Message | None:
+    """An assistant message without reasoning fields or parts; None if it had nothing else."""
+    kept = {name: value for name, value in message.items() if name not in _REASONING_FIELDS}
+    content = kept.get("content")
+    if isinstance(content, list):
+        kept["content"] = [part for part in content if part.get("type") not in _REASONING_PARTS] or None
+    if kept == message:
+        return kept
+    return kept if kept.get("content") or kept.get("tool_calls") or kept.get("function_call") else None
 
 
 def _content_problem(message: Mapping[str, Any]) -> str | None:

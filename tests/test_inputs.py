@@ -223,3 +223,48 @@ def test_the_local_model_gets_one_server_per_cpu_up_to_a_few(monkeypatch):
     assert local_server.pool_size() == local_server.MAX_SERVERS
     monkeypatch.setattr(local_server.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert local_server.pool_size() == 1
+
+
+def test_the_reasoning_a_client_hands_back_never_reaches_the_agents():
+    """Every form the team's progress comes back in (docs/records.md): LiteLLM's fields, content parts of the
+    Anthropic and Responses kinds, a message of nothing else. The rest of the conversation stays as it was."""
+    from massgen_litellm.request import check_messages
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Weather?"}]},
+        {"role": "assistant", "reasoning_content": "agent1 is working", "thinking_blocks": [{}], "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+        {"role": "assistant", "content": None, "reasoning_content": "agent2 voted"},  # nothing else: dropped
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "agent1 answered", "signature": ""},
+                {"type": "redacted_thinking", "data": "..."},
+                {"type": "reasoning", "text": "agent2 answered"},
+                {"type": "text", "text": "It is 18 C."},
+            ],
+        },
+        {"role": "user", "content": "Thanks. And tomorrow?"},
+        {"role": "assistant", "content": ""},  # no reasoning: kept as sent
+    ]
+
+    assert check_messages(messages) == [
+        messages[0],
+        messages[1],
+        {"role": "assistant", "tool_calls": [call]},
+        messages[3],
+        {"role": "assistant", "content": [{"type": "text", "text": "It is 18 C."}]},
+        messages[6],
+        messages[7],
+    ]
+
+
+async def test_a_conversation_of_nothing_but_reasoning_is_a_400(registered):
+    write_preset(registered, "mine", [agent("a")])
+    with pytest.raises(litellm.BadRequestError) as info:
+        await litellm.acompletion(
+            model="massgen/mine", messages=[{"role": "assistant", "content": None, "reasoning_content": "agent1..."}]
+        )
+    assert "nothing but an assistant's reasoning" in str(info.value) and "user's message" in str(info.value)

@@ -5,5 +5,6 @@ the request), so every participant call goes through LiteLLM's real provider cod
 LiteLLM itself. Nothing here is imported by the package at run time.
 
 * `openai_chat`: the OpenAI Chat Completions API (`openai/<name>` with an `api_base`), JSON and SSE.
+* `gemini`: the Gemini API (`gemini/<name>` with an `api_base` ending in `/v1beta`), JSON and SSE, thought signatures.
 * `loopback`: any of these backends as a real HTTP server on 127.0.0.1, on a thread of its own.
 """

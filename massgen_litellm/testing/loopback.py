@@ -1,5 +1,6 @@
-"""The scripted backend (`FakeLLM`) as a real HTTP server on 127.0.0.1, for whatever cannot be intercepted in-process:
-a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
+"""A scripted backend (`FakeLLM`, or its kin for another wire format, such as `FakeGemini`) as a real HTTP server on
+127.0.0.1, for whatever cannot be intercepted in-process: a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
+The backend routes its own API, under its `base_path`.
 
 It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
 Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it. A client that
@@ -35,7 +36,7 @@ class LoopbackServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}{self.fake.base_path}"
 
     def __enter__(self) -> LoopbackServer:
         self._thread.start()
@@ -70,7 +71,7 @@ class LoopbackServer:
             length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
             body = await reader.readexactly(length)
             request = httpx.Request(method, f"http://127.0.0.1:{self.port}{target}", headers=headers, content=body)
-            if method == "POST" and target.endswith("/chat/completions"):
+            if method == "POST" and not target.endswith("/calls"):  # the backend routes its own API
                 response = await _unless_hung_up(reader, self.fake.handle(request))
                 if response is None:
                     return

@@ -142,6 +142,8 @@ def sequence(*replies: Reply | Script) -> Script:
 
 
 class FakeLLM:
+    base_path = "/v1"  # where its API lives on a loopback server
+
     def __init__(self, default: Script | None = None) -> None:
         self.scripts: dict[str, Script] = {}
         self.default = default  # for models with no script of their own
@@ -174,6 +176,8 @@ class FakeLLM:
         return totals
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/chat/completions"):
+            return httpx.Response(404, json={"error": {"message": f"no route {request.method} {request.url.path}"}})
         body = json.loads(request.content)
         call = Call(model=body["model"], body=body, started=time.monotonic(), headers=dict(request.headers))
         self.calls.append(call)
