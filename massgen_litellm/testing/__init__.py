@@ -5,5 +5,7 @@ the request), so every participant call goes through LiteLLM's real provider cod
 LiteLLM itself. Nothing here is imported by the package at run time.
 
 * `openai_chat`: the OpenAI Chat Completions API (`openai/<name>` with an `api_base`), JSON and SSE.
+* `anthropic_messages`: the Anthropic Messages API (`anthropic/<name>` with an `api_base`), JSON and SSE, with the
+  API's rules enforced (thinking blocks and their signatures, tool_use/tool_result pairing, max_tokens).
 * `loopback`: any of these backends as a real HTTP server on 127.0.0.1, on a thread of its own.
 """

@@ -1,5 +1,9 @@
-"""The scripted backend (`FakeLLM`) as a real HTTP server on 127.0.0.1, for whatever cannot be intercepted in-process:
-a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
+"""A scripted backend as a real HTTP server on 127.0.0.1, for whatever cannot be intercepted in-process: a LiteLLM
+proxy subprocess, real socket timeouts, benchmarks.
+
+Any backend with `async handle(httpx.Request) -> httpx.Response` and a `calls` log can be served: `FakeLLM` (OpenAI
+chat), `FakeAnthropic` (Anthropic Messages)... A backend's `path` (if it has one) is the POST route it answers, and
+its `base_path` what follows host:port in the `api_base` LiteLLM is given (`base_url`).
 
 It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
 Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it. A client that
@@ -17,15 +21,24 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-from massgen_litellm.testing.openai_chat import CUT_HEADER, ENDLESS_HEADER, FakeLLM
+from massgen_litellm.testing.openai_chat import CUT_HEADER, ENDLESS_HEADER, Call
 
 
-class LoopbackServer:
-    def __init__(self, fake: FakeLLM) -> None:
+class Backend(Protocol):
+    calls: list[Call]
+
+    async def handle(self, request: httpx.Request) -> httpx.Response: ...
+
+
+B = TypeVar("B", bound=Backend)
+
+
+class LoopbackServer(Generic[B]):
+    def __init__(self, fake: B) -> None:
         self.fake = fake
         self.port = 0
         self.open_connections = 0  # connections a client has open to us right now
@@ -35,9 +48,10 @@ class LoopbackServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        """The `api_base` for the backend's models: `/v1` for OpenAI-compatible ones, the bare host for Anthropic."""
+        return f"http://127.0.0.1:{self.port}{getattr(self.fake, 'base_path', '/v1')}"
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> LoopbackServer[B]:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
@@ -70,7 +84,8 @@ class LoopbackServer:
             length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
             body = await reader.readexactly(length)
             request = httpx.Request(method, f"http://127.0.0.1:{self.port}{target}", headers=headers, content=body)
-            if method == "POST" and target.endswith("/chat/completions"):
+            route = getattr(self.fake, "path", None)
+            if method == "POST" and not target.endswith("/calls") and (route is None or target.endswith(route)):
                 response = await _unless_hung_up(reader, self.fake.handle(request))
                 if response is None:
                     return

@@ -142,6 +142,9 @@ def sequence(*replies: Reply | Script) -> Script:
 
 
 class FakeLLM:
+    path = "/chat/completions"  # the route it answers, and what follows host:port in its api_base (see loopback)
+    base_path = "/v1"
+
     def __init__(self, default: Script | None = None) -> None:
         self.scripts: dict[str, Script] = {}
         self.default = default  # for models with no script of their own
