@@ -48,6 +48,9 @@ _PLUMBING = frozenset(
 # What the caller asks of the reply (contract.py): its tools and its format.
 _CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# Output limits on the outer call bound the reply the client gets (the presentation), never the agents' coordination
+# turns: Claude Code sends max_tokens=32000 with every request. See RunRequest.presentation_params.
+PRESENTATION_ONLY = ("max_tokens", "max_completion_tokens")
 # A rough, cheap token count (no tokenizer on the hot path): enough to refuse a conversation that could not fit.
 _CHARS_PER_TOKEN = 4
 
@@ -63,6 +66,10 @@ class RunRequest:
     trusted: bool = True
     contract: ReplyContract = field(default_factory=ReplyContract)
     servers: list[list[McpServer]] = field(default_factory=list)  # each agent's MCP servers, from the preset only
+    # Parameters of the outer call that apply only to the presentation call (the reply the client gets), not to the
+    # agents' turns: `max_tokens` / `max_completion_tokens` (checked as Sampling checks them). Any caller may set
+    # them, a proxy client too: they only bound a reply, and every call is clamped to its model's output ceiling.
+    presentation_params: dict[str, Any] = field(default_factory=dict)
 
 
 def build_request(
@@ -127,8 +134,19 @@ def build_request(
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     servers = [preset.servers_for(agent) for agent in agents]
+    shared = sampling.sampling()
+    presentation_params = {name: shared.pop(name) for name in PRESENTATION_ONLY if name in shared}
     return RunRequest(
-        preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract, servers
+        preset_name,
+        agents,
+        options,
+        conversation,
+        shared,
+        ignored,
+        trusted,
+        contract,
+        servers,
+        presentation_params=presentation_params,
     )
 
 
