@@ -21,7 +21,7 @@ import pytest
 import respx
 
 from massgen_litellm.errors import MassGenInputError
-from massgen_litellm.participant import _refuses_tools
+from massgen_litellm.participant import _plain, _refuses_tools
 from massgen_litellm.presets import PresetStore
 from massgen_litellm.request import build_request
 from massgen_litellm.testing import anthropic_messages, openai_chat
@@ -348,6 +348,21 @@ def test_a_claude_team_over_a_real_socket(registered):
         response = litellm.completion(model="massgen/net", messages=QUESTION)
     assert response.choices[0].message.content == "Final: 4"
     assert not server.fake.refusals and len(server.fake.calls) == len(response.massgen["calls"])
+
+
+def test_a_tool_calls_thought_signature_travels_with_it():
+    """Gemini's thought signature rides on the tool call (its provider fields, and its id): both are kept, so the
+    call LiteLLM reads back in the same turn carries it."""
+    from litellm.types.utils import ChatCompletionMessageToolCall, Function
+
+    call = ChatCompletionMessageToolCall(
+        id="call_1__thought__c2ln",
+        type="function",
+        function=Function(name="new_answer", arguments="{}"),
+        provider_specific_fields={"thought_signature": "c2ln"},
+    )
+    plain = _plain(call)
+    assert plain["id"] == "call_1__thought__c2ln" and plain["provider_specific_fields"] == {"thought_signature": "c2ln"}
 
 
 # -- what counts as a refusal of tools -----------------------------------------------------------------------------
