@@ -7,6 +7,8 @@ the way LiteLLM users already know them.
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
 from .errors import redact
 from .mcp_tools import ToolBox
+from .output_limits import fit_output
 from .protocol import (
     Malformed,
     Message,
@@ -52,12 +55,43 @@ def pick_protocol(config: AgentConfig) -> Protocol:
 _TOOL_FAILURES_BEFORE_TEXT = 2
 
 
+# A provider's refusal of tools as such, in the words providers use: Ollama's "does not support tools", OpenAI's
+# "'tools' is not supported with this model", Gemini's "Function calling is not enabled", LiteLLM's "does not support
+# parameters: ['tools']", vLLM's --enable-auto-tool-choice, llama.cpp's "tools param requires --jinja". Never a 400
+# that merely mentions tools: Anthropic's "Expected `thinking` or `redacted_thinking`, but found `tool_use`" is about
+# the message history, and switching protocols would not cure it.
+_TOOL_WORDS = r"(?:tools?|tool use|tool calls?|tool calling|function calling|functions?|function calls?)"
+_TOOLS_REFUSED = re.compile(
+    rf"(?:does not|doesn't|do not|cannot|can't) support {_TOOL_WORDS}\b"
+    rf"|\b{_TOOL_WORDS}['\"`]? (?:is|are) not (?:supported|enabled|available|allowed)"
+    r"|does not support parameters: \[[^\]]*'(?:tools|tool_choice|functions|function_call)'"
+    r"|enable-auto-tool-choice"
+    r"|\btools? param(?:eter)? requires"
+)
+
+
 def _refuses_tools(exc: BaseException | None) -> bool:
-    """A provider's 400 that is about the tools themselves (not the prompt, not the key)."""
+    """A provider's 400 that refuses tools themselves (not the prompt, the key or the message history)."""
     if not isinstance(exc, (litellm.BadRequestError, litellm.UnsupportedParamsError)):
         return False
-    message = str(getattr(exc, "message", exc)).lower()
-    return "tool" in message or "function" in message
+    return _TOOLS_REFUSED.search(str(getattr(exc, "message", exc)).lower()) is not None
+
+
+def _thinks(params: Mapping[str, Any], model: str) -> bool:
+    """The agent's calls carry extended thinking: its `thinking` field, or a `reasoning_effort` that LiteLLM turns
+    into thinking for this model (Anthropic's and Gemini's models take `thinking`, OpenAI's do not)."""
+    thinking = params.get("thinking")
+    if isinstance(thinking, Mapping):
+        return thinking.get("type") != "disabled"
+    return params.get("reasoning_effort") not in (None, "none") and "thinking" in _supported_params(model)
+
+
+@functools.cache
+def _supported_params(model: str) -> tuple[str, ...]:
+    try:
+        return tuple(litellm.get_supported_openai_params(model=model) or ())
+    except Exception:
+        return ()
 
 
 class Participant:
@@ -80,6 +114,7 @@ class Participant:
         max_tool_calls: int = 0,
         voting_sensitivity: str = "lenient",
         novelty: str = "lenient",
+        presentation_params: Mapping[str, Any] | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.config = config
@@ -92,8 +127,8 @@ class Participant:
         self.contract = contract
         self.toolbox = toolbox
         self.conversation = conversation
-        if self.protocol == "text":
-            self._drop_tools()
+        self._presentation_params = dict(presentation_params or {})
+        self._noted: set[str] = set()
         self.max_tool_calls = max_tool_calls
         self.voting_sensitivity = voting_sensitivity
         self.novelty = novelty
@@ -121,6 +156,14 @@ class Participant:
                 self._params[name] = getattr(config, name)
         self._secrets = [api_key, *headers.values()]
         self._params["num_retries"] = config.retries
+        if self.protocol == "text":
+            self._drop_tools()
+        elif _thinks(self._params, config.model):
+            # A thinking model must see its own signed thinking before every tool call of a turn that is still
+            # running. The caller's earlier tool calls came from someone else (this team, another model), so they
+            # carry none: Anthropic would refuse every turn ("Expected `thinking` ... but found `tool_use`"). As
+            # text, the calls and results lose nothing the agent needs, and the agent keeps its thinking.
+            self.conversation = flatten_tool_history(self.conversation)
 
     async def take_turn(self, view: View) -> Action:
         """One coordination turn; an auto agent falls back to the text protocol when tools do not work for it."""
@@ -221,8 +264,9 @@ class Participant:
                 arguments = call["function"].get("arguments") or "{}"
                 work.append(ToolWork(call["function"]["name"], arguments, result.text, result.error))
             answers.append({"role": "tool", "tool_call_id": call.get("id") or "", "content": text})
-        assistant = {"role": "assistant", "content": reply.get("content"), "tool_calls": calls}
-        return [assistant, *answers]
+        # The reply goes back whole: with its thinking blocks and signatures, without which the provider would
+        # refuse the turn's next call.
+        return [reply, *answers]
 
     def _read(self, reply: Message, view: View) -> Action | Malformed:
         parsed = parse_reply(reply.get("content"), reply.get("tool_calls") or [], view, self.contract)
@@ -311,8 +355,13 @@ class Participant:
         timeout: float,
         response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        params, notes = fit_output(
+            self._params, self.config.model, self._presentation_params if kind == "present" else None
+        )
+        for note in notes:
+            self._note_once(f"{self.agent_id}'s {'presentation' if kind == 'present' else 'calls'}: {note}")
         kwargs: dict[str, Any] = {
-            **self._params,
+            **params,
             "model": self._model,
             "messages": messages,
             "timeout": timeout,
@@ -331,6 +380,11 @@ class Participant:
         if response_format:
             kwargs["response_format"] = response_format
         return kwargs
+
+    def _note_once(self, note: str) -> None:
+        if note not in self._noted:
+            self._noted.add(note)
+            self._note(note)
 
     @contextmanager
     def _recorded(self, kind: CallKind) -> Iterator[CallInfo]:
@@ -386,7 +440,12 @@ class Participant:
         tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
         size = len(message.content or "") + sum(len(c["function"]["arguments"] or "") for c in tool_calls)
         self.saw_oversize = self.saw_oversize or size > self.max_answer_chars
-        return {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
+        reply: Message = {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
+        for name in _CARRIED:
+            value = getattr(message, name, None)
+            if value:
+                reply[name] = value
+        return reply
 
     async def _connect(self) -> None:
         """A `local/` model is served by the embedded server, started (in a thread: it loads the model) on first
@@ -419,12 +478,25 @@ def _count(call: CallInfo, usage: Any) -> None:
     call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
 
 
+# What LiteLLM returns beside a reply's text and tool calls and reads back when the message is sent again in the same
+# turn: Anthropic's thinking blocks with their signatures (`thinking_blocks`), reasoning text DeepSeek and Gemini take
+# back (`reasoning_content`), and `provider_specific_fields` (Gemini's thought signatures, stored reasoning...).
+_CARRIED = ("thinking_blocks", "reasoning_content", "provider_specific_fields")
+
+
 def _plain(tool_call: Any) -> dict[str, Any]:
+    """A tool call as a plain dict, with the provider's fields LiteLLM reads back on it (Gemini's thought signature
+    rides in `provider_specific_fields`, on the call or its function, or in the id)."""
     if isinstance(tool_call, Mapping):
         return dict(tool_call)
     function = getattr(tool_call, "function", None)
-    return {
+    plain: dict[str, Any] = {
         "id": getattr(tool_call, "id", None),
         "type": "function",
         "function": {"name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)},
     }
+    for owner, fields in ((plain, tool_call), (plain["function"], function)):
+        extra = getattr(fields, "provider_specific_fields", None)
+        if extra:
+            owner["provider_specific_fields"] = extra
+    return plain

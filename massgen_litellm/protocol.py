@@ -359,13 +359,19 @@ def _check_vote(target: str, reason: str, view: View) -> Action | Malformed:
 
 
 def correction_messages(reply: Message, problem: str) -> list[Message]:
-    """The assistant's unusable reply and our correction, in a shape every provider accepts."""
+    """The assistant's unusable reply and our correction, in a shape every provider accepts. The reply keeps what
+    its provider returned with it (thinking blocks and their signatures...): the turn goes on, and a thinking model's
+    provider refuses a tool call of a running turn without the thinking before it."""
     correction = f"[Coordination] Your reply could not be used: {problem}. Please try again, following the rules."
     tool_calls = reply.get("tool_calls") or []
+    echoed = {key: value for key, value in reply.items() if key != "tool_calls"}
     if not tool_calls:
-        return [{"role": "assistant", "content": reply.get("content") or ""}, {"role": "user", "content": correction}]
+        return [
+            {**echoed, "role": "assistant", "content": reply.get("content") or ""},
+            {"role": "user", "content": correction},
+        ]
     return [
-        {"role": "assistant", "content": reply.get("content"), "tool_calls": tool_calls},
+        {**echoed, "role": "assistant", "content": reply.get("content"), "tool_calls": tool_calls},
         *({"role": "tool", "tool_call_id": call.get("id") or "", "content": correction} for call in tool_calls),
     ]
 

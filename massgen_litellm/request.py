@@ -53,6 +53,9 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 # /v1/responses bridge turns `reasoning` items into `reasoning_content`), or as content parts of these types.
 _REASONING_FIELDS = ("reasoning_content", "thinking_blocks")
 _REASONING_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning"})
+# Output limits on the outer call bound the reply the client gets (the presentation), never the agents' coordination
+# turns: Claude Code sends max_tokens=32000 with every request. See RunRequest.presentation_params.
+PRESENTATION_ONLY = ("max_tokens", "max_completion_tokens")
 # A rough, cheap token count (no tokenizer on the hot path): enough to refuse a conversation that could not fit.
 _CHARS_PER_TOKEN = 4
 
@@ -68,6 +71,10 @@ class RunRequest:
     trusted: bool = True
     contract: ReplyContract = field(default_factory=ReplyContract)
     servers: list[list[McpServer]] = field(default_factory=list)  # each agent's MCP servers, from the preset only
+    # Parameters of the outer call that apply only to the presentation call (the reply the client gets), not to the
+    # agents' turns: `max_tokens` / `max_completion_tokens` (checked as Sampling checks them). Any caller may set
+    # them, a proxy client too: they only bound a reply, and every call is clamped to its model's output ceiling.
+    presentation_params: dict[str, Any] = field(default_factory=dict)
 
 
 def build_request(
@@ -135,8 +142,19 @@ def build_request(
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     files = _context_servers(preset_name, preset, trusted)
     servers = [[*preset.servers_for(agent), *files] for agent in agents]
+    shared = sampling.sampling()
+    presentation_params = {name: shared.pop(name) for name in PRESENTATION_ONLY if name in shared}
     return RunRequest(
-        preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract, servers
+        preset_name,
+        agents,
+        options,
+        conversation,
+        shared,
+        ignored,
+        trusted,
+        contract,
+        servers,
+        presentation_params=presentation_params,
     )
 
 

@@ -83,6 +83,7 @@ class Run:
                 max_tool_calls=options.max_tool_calls_per_turn,
                 voting_sensitivity=options.voting_sensitivity,
                 novelty=options.answer_novelty_requirement,
+                presentation_params=request.presentation_params,
             )
             for i, (config, servers) in enumerate(
                 zip(request.agents, request.servers or [[] for _ in request.agents], strict=True), start=1
@@ -163,7 +164,7 @@ class Run:
         assert self.outcome is not None
         reasons = [(v.voter, v.target, v.reason) for v in self.outcome.votes if not v.voided]
         return presentation_messages(
-            self.request.conversation,
+            participant.conversation,  # as this agent is sent it (tool history as text for the text protocol...)
             participant.agent_id,
             {agent_id: answer.as_shown for agent_id, answer in self.outcome.latest_answers.items()},
             reasons,

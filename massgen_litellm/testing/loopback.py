@@ -1,6 +1,10 @@
-"""A scripted backend (`FakeLLM`, or its kin for another wire format, such as `FakeGemini`) as a real HTTP server on
-127.0.0.1, for whatever cannot be intercepted in-process: a LiteLLM proxy subprocess, real socket timeouts, benchmarks.
-The backend routes its own API, under its `base_path`.
+"""A scripted backend as a real HTTP server on 127.0.0.1, for whatever cannot be intercepted in-process: a LiteLLM
+proxy subprocess, real socket timeouts, benchmarks.
+
+Any backend with `async handle(httpx.Request) -> httpx.Response`, a `calls` log and a `base_path` can be served:
+`FakeLLM` (OpenAI chat), `FakeAnthropic` (Anthropic Messages), `FakeGemini` (Gemini). The backend routes its own API
+(an unknown route is its 404), and its `base_path` is what follows host:port in the `api_base` LiteLLM is given
+(`base_url`).
 
 It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
 Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it. A client that
@@ -18,15 +22,25 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
-from massgen_litellm.testing.openai_chat import CUT_HEADER, ENDLESS_HEADER, FakeLLM
+from massgen_litellm.testing.openai_chat import CUT_HEADER, ENDLESS_HEADER, Call
 
 
-class LoopbackServer:
-    def __init__(self, fake: FakeLLM) -> None:
+class Backend(Protocol):
+    calls: list[Call]
+    base_path: str  # what follows host:port in the backend's api_base: "/v1", "" (Anthropic), "/v1beta" (Gemini)
+
+    async def handle(self, request: httpx.Request) -> httpx.Response: ...
+
+
+B = TypeVar("B", bound=Backend)
+
+
+class LoopbackServer(Generic[B]):
+    def __init__(self, fake: B) -> None:
         self.fake = fake
         self.port = 0
         self.open_connections = 0  # connections a client has open to us right now
@@ -38,7 +52,7 @@ class LoopbackServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.fake.base_path}"
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> LoopbackServer[B]:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
