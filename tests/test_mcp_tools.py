@@ -207,7 +207,7 @@ async def test_several_calls_in_a_turn_are_bounded_by_max_tool_calls_per_turn(fa
         final="winner_answer",
     )
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
-    assert response.choices[0].message.content == "done after 3 results"
+    assert response.choices[0].message.content == "done after 3 results", response.massgen["notes"]
     assert len(next(a for a in response.massgen["answers"] if a["agent_id"] == "agent1")["work"]) == 3
 
 
