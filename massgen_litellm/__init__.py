@@ -50,11 +50,13 @@ def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, 
 
     `presets_dir` adds a directory of your own presets, which override shipped ones of the same name. Unless
     `load_env` is false, a `.env` file (searched from the working directory up) is loaded first, without
-    overriding variables that are already set.
+    overriding variables that are already set. It also adds `cache_policy.policy` to `litellm.callbacks` (once), so
+    that a preset's `enable_cache: false` holds where the caller has a LiteLLM cache.
     """
     import litellm
     from dotenv import find_dotenv, load_dotenv
 
+    from .cache_policy import policy
     from .errors import PROVIDER
     from .provider import MassGenLLM, handler
 
@@ -63,4 +65,7 @@ def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, 
     provider = MassGenLLM([presets_dir]) if presets_dir is not None else handler
     others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER]
     litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": provider}]
+    policy.store = provider.presets
+    if policy not in litellm.callbacks:
+        litellm.callbacks.append(policy)
     return provider

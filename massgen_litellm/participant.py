@@ -80,7 +80,11 @@ class Participant:
         max_tool_calls: int = 0,
         voting_sensitivity: str = "lenient",
         novelty: str = "lenient",
+        common_params: Mapping[str, Any] | None = None,
+        presentation_params: Mapping[str, Any] | None = None,
     ) -> None:
+        """`common_params`: LiteLLM parameters every call carries (`user`, `litellm_trace_id`, `cache`);
+        `presentation_params`: parameters of the presentation call only (`stop`)."""
         self.agent_id = agent_id
         self.config = config
         self.protocol = pick_protocol(config)
@@ -121,6 +125,8 @@ class Participant:
                 self._params[name] = getattr(config, name)
         self._secrets = [api_key, *headers.values()]
         self._params["num_retries"] = config.retries
+        self._params.update(common_params or {})
+        self.presentation_params = dict(presentation_params or {})
 
     async def take_turn(self, view: View) -> Action:
         """One coordination turn; an auto agent falls back to the text protocol when tools do not work for it."""
@@ -326,6 +332,8 @@ class Participant:
             kwargs["seed"] = seed + index if seed + index < 2**63 else seed - index
         if kind != "present":
             kwargs["metadata"]["massgen_turn"] = self._turn
+        else:
+            kwargs.update(self.presentation_params)
         if tools:
             kwargs["tools"] = tools
         if response_format:
@@ -417,6 +425,9 @@ class Participant:
 def _count(call: CallInfo, usage: Any) -> None:
     call.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
     call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+    # What the provider itself reported as reasoning (thinking) tokens, if anything; never an estimate.
+    details = getattr(usage, "completion_tokens_details", None)
+    call.reasoning_tokens = getattr(details, "reasoning_tokens", 0) or 0
 
 
 def _plain(tool_call: Any) -> dict[str, Any]:

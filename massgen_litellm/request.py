@@ -41,9 +41,47 @@ from .protocol import Message
 
 logger = logging.getLogger("massgen_litellm")
 
-# Passed by LiteLLM or OpenAI clients on every call; they mean nothing to a coordination run.
+# Passed by LiteLLM or OpenAI clients on every call; they mean nothing to a coordination run (`user` and `metadata`
+# are read below and passed on to every participant call).
 _PLUMBING = frozenset(
     {"stream", "stream_options", "user", "metadata", "extra_headers", "max_retries", "drop_params", "api_version"}
+)
+# OpenAI's limits on `stop`: up to four sequences.
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256
+MAX_USER_CHARS = 256
+# Our own metadata keys on participant calls: the caller's keys of the same names are dropped, so a record, a log
+# or a callback can trust them.
+OWN_METADATA_PREFIX = "massgen_"
+# What LiteLLM's proxy and router write into a call's metadata for their own bookkeeping. Copied onto participant
+# calls, `user_api_key_*` would bill each of them to the key, team and end user a second time (the proxy's spend
+# tracking reads them), and the router's deployment fields would key LiteLLM's cache on the outer model.
+_LITELLM_OWN_PREFIXES = ("user_api_", OWN_METADATA_PREFIX, "_")
+_LITELLM_OWN_KEYS = frozenset(
+    {
+        # The proxy's (what it keeps of the client's own metadata, and the HTTP request).
+        "requester_metadata",
+        "headers",
+        "endpoint",
+        "requester_ip_address",
+        # A router's (LiteLLM 1.110's Router.acompletion), in-process or in the proxy.
+        "model_group",
+        "model_group_alias",
+        "model_group_size",
+        "original_model_group",
+        "deployment",
+        "deployment_model_name",
+        "model_info",
+        "api_base",
+        "caching_groups",
+        "previous_models",
+        "attempted_fallbacks",
+        "attempted_retries",
+        "max_retries",
+        "kubernetes_pod_routing",
+        # One call's own identity: each participant call is its own generation in the caller's trace.
+        "generation_id",
+    }
 )
 # What the caller asks of the reply (contract.py): its tools and its format.
 _CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
@@ -63,6 +101,11 @@ class RunRequest:
     trusted: bool = True
     contract: ReplyContract = field(default_factory=ReplyContract)
     servers: list[list[McpServer]] = field(default_factory=list)  # each agent's MCP servers, from the preset only
+    # Parameters of the presentation call only (the reply the caller gets), never of a coordination turn: `stop`.
+    presentation_params: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None  # the caller's end user, sent with every participant call
+    metadata: dict[str, Any] = field(default_factory=dict)  # the caller's metadata, on every participant call
+    enable_cache: bool = True  # the preset's: may LiteLLM's cache answer this request (see cache_control.py)
 
 
 def build_request(
@@ -73,7 +116,10 @@ def build_request(
     outer_timeout: float | None = None,
     *,
     trusted: bool = True,
+    metadata: Mapping[str, Any] | None = None,
 ) -> RunRequest:
+    """`metadata`: the outer call's LiteLLM metadata (`litellm_params["metadata"]`), of which the caller's own keys
+    reach every participant call (see `caller_metadata`)."""
     conversation = check_messages(messages)
     params = _merge_params(optional_params)
     if preset_name.startswith(MODEL_FORM):
@@ -122,14 +168,67 @@ def build_request(
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
 
-    known = {"models", "model", "num_agents", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
+    presentation_params = {}
+    if params.get("stop") is not None:
+        presentation_params["stop"] = check_stop(params["stop"])
+    user = params.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_CHARS):
+        raise MassGenInputError(f"user must be a string of at most {MAX_USER_CHARS} characters (your end user's id)")
+
+    known = {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     servers = [preset.servers_for(agent) for agent in agents]
     return RunRequest(
-        preset_name, agents, options, conversation, sampling.sampling(), ignored, trusted, contract, servers
+        preset_name,
+        agents,
+        options,
+        conversation,
+        sampling.sampling(),
+        ignored,
+        trusted,
+        contract,
+        servers,
+        presentation_params=presentation_params,
+        user=user or None,
+        metadata=caller_metadata(metadata or {}, trusted),
+        enable_cache=preset.enable_cache,
     )
+
+
+def check_stop(stop: Any) -> list[str]:
+    """`stop` as OpenAI takes it (a string, or a list of up to four), as a list of non-empty strings."""
+    sequences = [stop] if isinstance(stop, str) else stop
+    if (
+        not isinstance(sequences, list)
+        or not 1 <= len(sequences) <= MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in sequences)
+    ):
+        raise MassGenInputError(
+            f"stop must be a string or a list of 1 to {MAX_STOP_SEQUENCES} non-empty strings of at most "
+            f'{MAX_STOP_CHARS} characters, for example stop=["\\n\\n"]'
+        )
+    return sequences
+
+
+def caller_metadata(metadata: Mapping[str, Any], trusted: bool) -> dict[str, Any]:
+    """The caller's own metadata keys (trace and session ids, tags, generation names...), to go on every
+    participant call.
+
+    Through a proxy, only what the client itself sent counts: the proxy keeps it as `requester_metadata`, after it
+    has dropped any `user_api_key_*` the client tried to forge; the rest of that metadata is the proxy's bookkeeping
+    (the key, team and end user it bills). In-process, the metadata is the caller's, less what a LiteLLM router adds.
+    Either way LiteLLM's own keys and ours (`massgen_*`) are left out: ours are set per call, and cannot be forged.
+    """
+    source = metadata.get("requester_metadata") if not trusted or "requester_metadata" in metadata else metadata
+    if not isinstance(source, Mapping):
+        return {}
+    return {
+        key: value
+        for key, value in source.items()
+        if isinstance(key, str) and not key.startswith(_LITELLM_OWN_PREFIXES) and key not in _LITELLM_OWN_KEYS
+    }
 
 
 MODEL_FORM = "model:"
