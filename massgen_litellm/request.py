@@ -168,6 +168,11 @@ def build_request(
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
 
+    if "enable_cache" in params:
+        raise MassGenInputError(
+            "enable_cache is the preset's setting, not a request's; a request can skip LiteLLM's cache with "
+            'cache={"no-cache": true}'
+        )
     presentation_params = {}
     if params.get("stop") is not None:
         presentation_params["stop"] = check_stop(params["stop"])

@@ -8,15 +8,20 @@ real Redis. docs/litellm-features.md names the test behind each feature.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import litellm
+import openai
 import pytest
 from litellm.integrations.custom_logger import CustomLogger
 
-from massgen_litellm.testing.loopback import until
+from massgen_litellm.server_process import free_port
+from massgen_litellm.testing.loopback import LoopbackServer, until
 from massgen_litellm.testing.openai_chat import (
     BASE,
     KEY,
@@ -27,6 +32,7 @@ from massgen_litellm.testing.openai_chat import (
     text,
 )
 from tests.conftest import agent, write_preset
+from tests.proxy import HERE, LiteLLMProxy
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 PARIS = "Paris is the capital of France."
@@ -361,3 +367,234 @@ async def test_a_preset_can_refuse_the_cache(fake, registered, memory_cache):
     again = await litellm.acompletion(model="massgen/team", messages=QUESTION, cache={"use-cache": True})
     assert again.massgen["run_id"] != first.massgen["run_id"]
     assert len(fake.calls) == 2 * calls
+
+
+# --- Through the real proxy ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spend_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("spend") / "spend.jsonl"
+
+
+@pytest.fixture(scope="module")
+def features_proxy(upstream: LoopbackServer, spend_file: Path) -> Iterator[LiteLLMProxy]:
+    pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[proxy]'")
+    config = HERE / "proxy_features_config.yaml"
+    with LiteLLMProxy(upstream.base_url, config=config, env={"SPEND_PROBE_FILE": str(spend_file)}) as running:
+        yield running
+
+
+@pytest.fixture
+def backend(upstream: LoopbackServer, features_proxy: LiteLLMProxy) -> FakeLLM:
+    upstream.fake.scripts.clear()
+    upstream.fake.calls.clear()
+    upstream.fake.scripts["proxy-backup"] = lambda call: text("Backup says Paris.")
+    return upstream.fake
+
+
+def spend_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_through_the_proxy_a_run_is_billed_once_to_the_key_and_the_end_user(backend, features_proxy, spend_file):
+    backend.script("gpt-4o-mini", answer_then_vote(PARIS))  # the `priced` preset: a model LiteLLM has prices for
+    client = features_proxy.async_client()
+    metadata = {
+        "trace_id": "trace-9",
+        "session_id": "session-9",
+        "massgen_run_id": "forged",  # a client cannot forge ours...
+        "user_api_key_end_user_id": "someone-else",  # ...nor the proxy's billing fields
+        "user_api_key_hash": "forged",
+    }
+    response = await client.chat.completions.create(
+        model="massgen/priced", messages=QUESTION, user="u-42", extra_body={"metadata": metadata}
+    )
+    record = (response.model_extra or {})["massgen"]
+    assert record["cost"] > 0 and record["ignored_params"] == []
+
+    def lines() -> list[dict[str, Any]]:
+        return [line for line in spend_lines(spend_file) if line["caller_trace_id"] == "trace-9"]
+
+    await until(lambda: len(lines()) >= len(record["calls"]) + 1, 60, "the run's calls in the spend probe")
+    billed = [line for line in lines() if line["billed"]]
+    assert len(billed) == 1, billed
+    (outer,) = billed
+    assert outer["massgen_agent_id"] is None and outer["end_user"] == "u-42" and outer["key"]
+    assert outer["cost"] == pytest.approx(record["cost"])
+    participants = [line for line in lines() if line["massgen_agent_id"]]
+    assert len(participants) == len(record["calls"])
+    for line in participants:
+        assert line["massgen_run_id"] == record["run_id"], "ours win"
+        assert (line["key"], line["team"], line["end_user"], line["user_id"]) == (None, None, None, None)
+        assert line["trace_id"] == outer["trace_id"], "one trace"
+    assert all(call.body.get("user") == "u-42" for call in backend.calls), "the provider sees the end user"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_through_the_proxy_a_team_without_an_answer_is_answered_by_the_fallback(backend, features_proxy, stream):
+    client = features_proxy.async_client()
+    if stream:
+        chunks = [
+            c async for c in await client.chat.completions.create(model="team-failing", messages=QUESTION, stream=True)
+        ]
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        raw = await client.chat.completions.with_raw_response.create(model="team-failing", messages=QUESTION)
+        assert raw.headers.get("x-litellm-attempted-fallbacks") == "1"
+        content = raw.parse().choices[0].message.content
+    assert content == "Backup says Paris."
+    assert backend.calls_of("proxy-down"), "the team ran first"
+
+
+async def test_through_the_proxy_streamed_usage_equals_the_non_streamed_usage(backend, features_proxy):
+    for model, reasoning in (("proxy-a", 5), ("proxy-b", 9)):
+        plain = answer_then_vote(PARIS)
+
+        def script(call: Call, plain: Any = plain, reasoning: int = reasoning) -> Reply:
+            reply = plain(call)
+            reply.reasoning_tokens = reasoning
+            return reply
+
+        backend.script(model, script)
+    client = features_proxy.async_client()
+    response = await client.chat.completions.create(model="massgen/duo", messages=QUESTION)
+    reported = backend.reported_usage()
+    backend.calls.clear()
+    stream = await client.chat.completions.create(
+        model="massgen/duo", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    assert backend.reported_usage() == reported, "the same run twice"
+    assert response.usage is not None and chunks[-1].usage is not None
+    assert chunks[-1].usage.model_dump() == response.usage.model_dump()
+    details = response.usage.completion_tokens_details
+    assert details is not None and details.reasoning_tokens == reported["reasoning_tokens"] > 0
+
+
+async def test_through_the_proxy_a_tpm_limit_counts_the_runs_total_tokens(backend, features_proxy):
+    backend.script("proxy-a", answer_then_vote(PARIS))
+    backend.script("proxy-b", answer_then_vote(PARIS))
+    client = features_proxy.async_client()
+    # `limited` is massgen/duo under tpm: 300. One run's total is far more than that: the next request within the
+    # minute is refused before any agent is called.
+    first = await client.chat.completions.create(model="limited", messages=QUESTION)
+    assert first.usage is not None and first.usage.total_tokens > 300
+    calls = len(backend.calls)
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="limited", messages=QUESTION)
+    assert len(backend.calls) == calls
+
+
+# --- 5. cache, on several machines: two proxies sharing one Redis -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    """A real Redis server on 127.0.0.1 (Debian's `redis-server`), in memory only."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); .ci/run installs it")
+    redis = pytest.importorskip("redis", reason="the redis client is missing: pip install -e '.[proxy]'")
+    port = free_port()
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {port}") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def two_proxies(upstream: LoopbackServer, redis_port: int, spend_file: Path) -> Iterator[list[LiteLLMProxy]]:
+    pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[proxy]'")
+    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port), "SPEND_PROBE_FILE": str(spend_file)}
+    config = HERE / "proxy_cache_config.yaml"
+    with (
+        LiteLLMProxy(upstream.base_url, config=config, env=env) as one,
+        LiteLLMProxy(upstream.base_url, config=config, env=env) as two,
+    ):
+        yield [one, two]
+
+
+def cached_replies(redis_port: int) -> int:
+    """How many replies LiteLLM has in the shared Redis (its keys are sha256 digests)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_port)
+    return sum(1 for key in client.scan_iter() if len(key) == 64)
+
+
+@pytest.fixture
+def shared_backend(upstream: LoopbackServer, two_proxies: list[LiteLLMProxy]) -> FakeLLM:
+    upstream.fake.scripts.clear()
+    upstream.fake.calls.clear()
+    upstream.fake.script("proxy-a", answer_then_vote(PARIS))
+    upstream.fake.script("proxy-b", answer_then_vote(PARIS, delay=0.01))
+    return upstream.fake
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_second_proxy_answers_the_first_ones_question_from_the_shared_cache(
+    shared_backend, two_proxies, redis_port, stream
+):
+    one, two = (proxy.async_client() for proxy in two_proxies)
+    question = [{"role": "user", "content": f"What is the capital of France? (stream={stream})"}]
+    before = cached_replies(redis_port)
+
+    async def ask(client: openai.AsyncOpenAI) -> tuple[str, dict[str, Any] | None]:
+        if not stream:
+            response = await client.chat.completions.create(model="massgen/duo", messages=question)
+            return response.choices[0].message.content or "", (response.model_extra or {}).get("massgen")
+        chunks = [
+            c async for c in await client.chat.completions.create(model="massgen/duo", messages=question, stream=True)
+        ]
+        records = [(c.model_extra or {})["massgen"] for c in chunks if "massgen" in (c.model_extra or {})]
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), (records or [None])[0]
+
+    content, record = await ask(one)
+    calls = len(shared_backend.calls)
+    assert calls >= 5 and record is not None and not record["cache_hit"]
+    # The first proxy stores the reply after it has sent it; only the reply, never the participants' calls.
+    await until(lambda: cached_replies(redis_port) > before, 60, "the reply in Redis")
+    assert cached_replies(redis_port) == before + 1
+
+    cached_content, cached_record = await ask(two)
+    assert cached_content == content == "Final: Paris is the capital of France."
+    assert len(shared_backend.calls) == calls, "the second proxy called no participant"
+    if not stream:  # a streamed reply is stored as LiteLLM rebuilds it from the chunks: without the record
+        assert cached_record is not None and cached_record["cache_hit"] is True
+        assert cached_record["run_id"] == record["run_id"]
+
+
+async def test_a_preset_that_refuses_the_cache_runs_on_every_proxy(shared_backend, two_proxies, redis_port):
+    one, two = (proxy.async_client() for proxy in two_proxies)
+    question = [{"role": "user", "content": "What is the capital of France? (always)"}]
+    before = cached_replies(redis_port)
+    first = await one.chat.completions.create(model="massgen/always", messages=question)
+    calls = len(shared_backend.calls)
+    # The client asks for the cache; the preset (tests/proxy_presets/always.yaml) says no.
+    second = await two.chat.completions.create(
+        model="massgen/always", messages=question, extra_body={"cache": {"use-cache": True}}
+    )
+    assert len(shared_backend.calls) == 2 * calls
+    assert (first.model_extra or {})["massgen"]["run_id"] != (second.model_extra or {})["massgen"]["run_id"]
+    assert cached_replies(redis_port) == before
+
+
+async def test_a_request_cannot_choose_the_presets_cache_setting(fake, registered):
+    duo(fake, registered, enable_cache=False)
+    with pytest.raises(litellm.BadRequestError, match="enable_cache is the preset's setting"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, enable_cache=True)
+    assert fake.calls == []
