@@ -50,13 +50,13 @@ def register_with_litellm(presets_dir: str | os.PathLike[str] | None = None, *, 
 
     `presets_dir` adds a directory of your own presets, which override shipped ones of the same name. Unless
     `load_env` is false, a `.env` file (searched from the working directory up) is loaded first, without
-    overriding variables that are already set. It also adds `cache_policy.policy` to `litellm.callbacks` (once), so
+    overriding variables that are already set. It also adds `call_policy.policy` to `litellm.callbacks` (once), so
     that a preset's `enable_cache: false` holds where the caller has a LiteLLM cache.
     """
     import litellm
     from dotenv import find_dotenv, load_dotenv
 
-    from .cache_policy import policy
+    from .call_policy import policy
     from .errors import PROVIDER
     from .provider import MassGenLLM, handler
 

@@ -28,6 +28,7 @@ from massgen_litellm.testing.openai_chat import (
     Call,
     FakeLLM,
     Reply,
+    answer,
     answer_then_vote,
     text,
 )
@@ -598,3 +599,21 @@ async def test_a_request_cannot_choose_the_presets_cache_setting(fake, registere
     with pytest.raises(litellm.BadRequestError, match="enable_cache is the preset's setting"):
         await litellm.acompletion(model="massgen/team", messages=QUESTION, enable_cache=True)
     assert fake.calls == []
+
+
+async def test_the_callers_timeout_bounds_the_run(fake, registered):
+    fake.script("a", answer_then_vote(PARIS))
+    fake.script("slow", lambda call: answer("Lyon, probably.", delay=60))
+    write_preset(registered, "team", [agent("a"), agent("slow")], call_timeout=120)
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION, timeout=3)
+    record = response.massgen
+    assert record["options"]["run_timeout"] == 3, "the run must answer before the caller gives up"
+    assert record["winner"] == "agent1" and record["duration_seconds"] < 60, "it did not wait for the slow agent"
+    assert PARIS in response.choices[0].message.content
+
+
+async def test_the_callers_num_retries_never_runs_a_failed_team_again(fake, registered):
+    write_preset(registered, "down", [agent("down", num_retries=0), agent("down", num_retries=0)])
+    with pytest.raises(litellm.APIError, match="every participant failed"):
+        await litellm.acompletion(model="massgen/down", messages=QUESTION, num_retries=3)
+    assert len(fake.calls) == 2, "one run: each agent's one call, not four runs"

@@ -1,16 +1,21 @@
-"""LiteLLM's response cache on `massgen/*`: a preset may refuse it, and a reply served from it says so.
+"""What LiteLLM does around a `massgen/*` call before and after our provider runs: its cache and its retries.
 
 LiteLLM looks a request up in its cache before any provider runs, so a repeated request is answered without a run,
-record included (the record of the run that answered it first). Two things need a callback, because no code of a
-custom provider runs before that lookup or on a hit:
+record included (the record of the run that answered it first), and it retries a failed call `num_retries` times.
+Three things need a callback, because no code of a custom provider runs before that lookup, on a hit, or around
+LiteLLM's retry loop:
 
 * A preset with `enable_cache: false` (a team that must always run: fresh tools, live data) gets
   `cache={"no-cache": true, "no-store": true}` on every request, whatever the request asked: it is neither answered
   from the cache nor stored in it. Only the preset, a file on the server, decides; a request cannot turn it back on.
 * On the proxy, a reply served from the cache has `"cache_hit": true` in its record (the record is otherwise the
   first run's, unchanged).
+* The caller's `num_retries` never runs a whole team again: a run has already retried each participant call within
+  its caps (the agents' own `num_retries`, max_calls), and a run without an answer run again is the same cost again.
+  Our errors carry `num_retries=0` for LiteLLM's router; LiteLLM's in-process retry loop reads the request's
+  `num_retries` instead, so it is set to 0 here.
 
-Config: `litellm_settings: {callbacks: [massgen_litellm.proxy_guard.guard, massgen_litellm.cache_policy.policy]}`;
+Config: `litellm_settings: {callbacks: [massgen_litellm.proxy_guard.guard, massgen_litellm.call_policy.policy]}`;
 `register_with_litellm()` adds `policy` to `litellm.callbacks` in-process. The preset is honoured by
 `litellm.acompletion` and by the proxy; the synchronous `litellm.completion` reads the cache before any callback
 runs (LiteLLM 1.110), so there pass `cache={"no-cache": True, "no-store": True}` yourself.
@@ -29,14 +34,15 @@ RECORD_FIELD = "massgen"
 CACHE_HIT_FIELD = "cache_hit"
 
 
-class CachePolicy(CustomLogger):
+class CallPolicy(CustomLogger):
+    """`async_pre_call_deployment_hook` runs in LiteLLM's async entry points (`acompletion`, and the proxy's
+    calls), before the cache lookup and the retry loop; `async_post_call_success_hook` on the proxy's replies."""
+
     def __init__(self, store: PresetStore | None = None) -> None:
         super().__init__()
         self.store = store
 
-    def _preset_allows_cache(self, model: object) -> bool:
-        if not isinstance(model, str) or not model.startswith(f"{PROVIDER}/"):
-            return True
+    def _preset_allows_cache(self, model: str) -> bool:
         store = self.store
         if store is None:  # the provider's own store: the same presets (and directories) it serves
             from .provider import handler
@@ -48,11 +54,15 @@ class CachePolicy(CustomLogger):
             return True  # an unknown or broken preset: the provider says what is wrong, with a 400
 
     async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any] | None:
-        if self._preset_allows_cache(kwargs.get("model")):
+        model = kwargs.get("model")
+        if not isinstance(model, str) or not model.startswith(f"{PROVIDER}/"):
             return None
-        asked = kwargs.get("cache")
-        cache = dict(asked) if isinstance(asked, dict) else {}
-        return {**kwargs, "cache": {**cache, "no-cache": True, "no-store": True}}
+        changed = {**kwargs, "num_retries": 0}
+        if not self._preset_allows_cache(model):
+            asked = kwargs.get("cache")
+            cache = dict(asked) if isinstance(asked, dict) else {}
+            changed["cache"] = {**cache, "no-cache": True, "no-store": True}
+        return changed
 
     async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         record = getattr(response, RECORD_FIELD, None)
@@ -62,5 +72,5 @@ class CachePolicy(CustomLogger):
         return response
 
 
-policy = CachePolicy()
-"""The callback a LiteLLM proxy config names: `massgen_litellm.cache_policy.policy`."""
+policy = CallPolicy()
+"""The callback a LiteLLM proxy config names: `massgen_litellm.call_policy.policy`."""
