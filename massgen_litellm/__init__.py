@@ -71,6 +71,9 @@ def register_with_litellm(
         load_env: load a `.env` file first (found from the working directory upwards), without overriding variables
             that are already set: that is where LiteLLM reads provider keys such as `OPENAI_API_KEY` from.
 
+    It also adds `call_policy.policy` to `litellm.callbacks` (once), so that a preset's `enable_cache: false` holds
+    where the caller has a LiteLLM cache, and a caller's `num_retries` never runs a whole team again.
+
     Raises:
         ValueError: a malformed context path.
 
@@ -81,6 +84,7 @@ def register_with_litellm(
     import litellm
     from dotenv import find_dotenv, load_dotenv
 
+    from .call_policy import policy
     from .errors import PROVIDER
     from .provider import MassGenLLM, handler
 
@@ -95,4 +99,7 @@ def register_with_litellm(
         provider = MassGenLLM([presets_dir] if presets_dir is not None else [], paths)
     others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER]
     litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": provider}]
+    policy.store = provider.presets
+    if policy not in litellm.callbacks:
+        litellm.callbacks.append(policy)
     return provider

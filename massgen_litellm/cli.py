@@ -267,6 +267,8 @@ def _ask(args: argparse.Namespace) -> int:
     }
     if args.models:
         kwargs["models"] = _models(args.models)
+    # The live view and --stream show the agents at work: progress as it happens (no fallback to wait for here).
+    kwargs["enable_live_progress"] = True
     try:
         if args.json:
             response = litellm.completion(**kwargs)

@@ -240,6 +240,13 @@ class RunOptions(BaseModel):
     tool_result_chars: int = Field(
         4_000, ge=100, le=1_000_000, description="A tool result is cut to this, for the agent and for the others."
     )
+    enable_live_progress: bool = Field(
+        False,
+        description="Stream the progress lines while the agents work. Off (the default): a stream sends its first "
+        "chunk only once the run has an answer, so that LiteLLM's router can still answer a run that fails with a "
+        "fallback model; on: progress at once, but a stream whose run fails ends in an error. Any caller may set "
+        "it: it changes only how its own reply is delivered.",
+    )
 
 
 RUN_OPTION_NAMES = tuple(RunOptions.model_fields)
@@ -394,6 +401,12 @@ class Preset(RunOptions):
     mcp_servers: list[McpServer] = Field(default_factory=list, description="Servers every agent may use.")
     context_paths: list[ContextPath] = Field(
         default_factory=list, description="Directories every agent may read (ro) or read and write (rw)."
+    )
+    enable_cache: bool = Field(
+        True,
+        description="Whether LiteLLM's response cache (where the caller or the proxy has one) may answer a repeated "
+        "request without a run. False: every request runs the team, and its reply is not stored. Only the preset "
+        "sets it; a request cannot turn it back on.",
     )
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
 from .errors import redact
 from .mcp_tools import ToolBox
-from .output_limits import fit_output
+from .output_limits import OUTPUT_PARAMS, fit_output
 from .protocol import (
     Malformed,
     Message,
@@ -114,8 +114,12 @@ class Participant:
         max_tool_calls: int = 0,
         voting_sensitivity: str = "lenient",
         novelty: str = "lenient",
+        common_params: Mapping[str, Any] | None = None,
         presentation_params: Mapping[str, Any] | None = None,
     ) -> None:
+        """`common_params`: LiteLLM parameters every call carries (`user`, `litellm_trace_id`, `cache`);
+        `presentation_params`: parameters of the presentation call only (the client's `max_tokens` /
+        `max_completion_tokens`, which bound it, and `stop`)."""
         self.agent_id = agent_id
         self.config = config
         self.protocol = pick_protocol(config)
@@ -164,6 +168,7 @@ class Participant:
             # carry none: Anthropic would refuse every turn ("Expected `thinking` ... but found `tool_use`"). As
             # text, the calls and results lose nothing the agent needs, and the agent keeps its thinking.
             self.conversation = flatten_tool_history(self.conversation)
+        self._params.update(common_params or {})
 
     async def take_turn(self, view: View) -> Action:
         """One coordination turn; an auto agent falls back to the text protocol when tools do not work for it."""
@@ -375,6 +380,8 @@ class Participant:
             kwargs["seed"] = seed + index if seed + index < 2**63 else seed - index
         if kind != "present":
             kwargs["metadata"]["massgen_turn"] = self._turn
+        else:  # the client's output limits are settled by fit_output above; the rest (`stop`) goes as it is
+            kwargs.update({k: v for k, v in self._presentation_params.items() if k not in OUTPUT_PARAMS})
         if tools:
             kwargs["tools"] = tools
         if response_format:
@@ -476,6 +483,9 @@ class Participant:
 def _count(call: CallInfo, usage: Any) -> None:
     call.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
     call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+    # What the provider itself reported as reasoning (thinking) tokens, if anything; never an estimate.
+    details = getattr(usage, "completion_tokens_details", None)
+    call.reasoning_tokens = getattr(details, "reasoning_tokens", 0) or 0
 
 
 # What LiteLLM returns beside a reply's text and tool calls and reads back when the message is sent again in the same

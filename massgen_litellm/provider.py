@@ -11,6 +11,7 @@ from litellm import CustomLLM
 from litellm.types.utils import (
     ChatCompletionDeltaToolCall,
     ChatCompletionMessageToolCall,
+    CompletionTokensDetailsWrapper,
     Delta,
     Function,
     ModelResponse,
@@ -24,7 +25,7 @@ from .config import ContextPath
 from .coordination import NewAnswer
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
-from .record import RunRecord
+from .record import RunRecord, UsageInfo
 from .request import build_request
 from .run import Calls, Content, Progress, Run
 
@@ -74,18 +75,26 @@ class MassGenLLM(CustomLLM):
     def _start(self, model: str, messages: list[Any], kwargs: dict[str, Any]) -> Run:
         preset = model.removeprefix(f"{PROVIDER}/")
         litellm_params = kwargs.get("litellm_params") or {}
+        logging_obj = kwargs.get("logging_obj")
+        params = dict(kwargs.get("optional_params") or {})
+        # LiteLLM 1.110 keeps `user` out of a custom provider's optional_params; its logging object has it.
+        user = (getattr(logging_obj, "model_call_details", None) or {}).get("user")
+        if params.get("user") is None and user is not None:
+            params["user"] = user
         try:
             request = build_request(
                 preset,
                 messages,
-                kwargs.get("optional_params") or {},
+                params,
                 self.presets,
                 kwargs.get("timeout"),
                 trusted=not from_proxy(litellm_params),
+                metadata=litellm_params.get("metadata") or {},
             )
         except MassGenInputError as exc:
             raise bad_request(str(exc), model=f"{PROVIDER}/{preset}") from None
-        run = Run(request, parent_call_id=litellm_params.get("litellm_call_id"))
+        trace_id = litellm_params.get("litellm_trace_id") or getattr(logging_obj, "litellm_trace_id", None)
+        run = Run(request, parent_call_id=litellm_params.get("litellm_call_id"), trace_id=trace_id)
         if request.trusted:
             return run
         # The proxy's request metadata (`metadata` on /v1/chat/completions, `litellm_metadata` on the /v1/messages and
@@ -146,7 +155,7 @@ class MassGenLLM(CustomLLM):
         # Usage goes on a chunk of its own before the finish chunk: LiteLLM reports that chunk's usage as the
         # stream's (to clients that asked for it), where it rebuilds the finish chunk itself and would drop it.
         closing = _chunk(run, Delta())
-        closing.usage = Usage(**record.usage.model_dump())
+        closing.usage = usage(record.usage)
         yield closing
         yield _chunk(run, Delta(), finish_reason="tool_calls" if last.choices[0].delta.tool_calls else "stop")
 
@@ -179,7 +188,7 @@ def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: New
             for c in reply.tool_calls
         ]
     response.choices[0].finish_reason = "tool_calls" if reply.tool_calls else "stop"
-    response.usage = Usage(**record.usage.model_dump())  # type: ignore[attr-defined]
+    response.usage = usage(record.usage)  # type: ignore[attr-defined]
     # LiteLLM prices a response by this field when it is set, so the run's cost is what its users and the proxy's
     # spend tracking see.
     response._hidden_params["response_cost"] = record.cost
@@ -187,6 +196,20 @@ def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: New
     # The /v1/responses bridge copies these onto the Responses API object (`provider_specific_fields.massgen`).
     response._hidden_params["provider_specific_fields"] = {RECORD_FIELD: getattr(response, RECORD_FIELD)}
     return response
+
+
+def usage(info: UsageInfo) -> Usage:
+    """The run's usage as LiteLLM's: the same object streamed or not. The reasoning tokens are the providers' own
+    figures, given explicitly: left out, LiteLLM would count the streamed progress lines (sent as
+    `reasoning_content`) as reasoning tokens, and every other token as not text."""
+    return Usage(
+        prompt_tokens=info.prompt_tokens,
+        completion_tokens=info.completion_tokens,
+        total_tokens=info.total_tokens,
+        completion_tokens_details=CompletionTokensDetailsWrapper(
+            reasoning_tokens=info.reasoning_tokens, text_tokens=info.completion_tokens - info.reasoning_tokens
+        ),
+    )
 
 
 def _delta(piece: Content | Calls) -> Delta:

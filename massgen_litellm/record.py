@@ -50,6 +50,9 @@ class CallInfo(BaseModel):
     seconds: Seconds
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = Field(
+        default=0, description="Of completion_tokens, those the provider reported as reasoning."
+    )
     cost: Money | None = Field(None, description="LiteLLM's price for the call; None where it knows no price.")
     error: str | None = None
 
@@ -152,6 +155,9 @@ class UsageInfo(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    reasoning_tokens: int = Field(
+        0, description="Of completion_tokens, the sum of what the participants' providers reported as reasoning."
+    )
 
 
 class RunRecord(BaseModel):
@@ -197,6 +203,10 @@ class RunRecord(BaseModel):
     ignored_params: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     trusted: bool = Field(True, description="False: the request came through a proxy, under the preset's client rules.")
+    cache_hit: bool = Field(
+        default=False,
+        description="True: LiteLLM's cache served this reply (through the proxy); the rest is the first run's.",
+    )
     options: RunOptions | None = Field(None, description="The limits the run ran under.")
     requests_reserved: int = Field(
         0, description="Upstream requests taken from max_calls (1 + 2 x num_retries a call)."

@@ -36,14 +36,53 @@ from .config import (
 )
 from .contract import ReplyContract, build_contract
 from .errors import MassGenInputError, describe_validation_error
+from .output_limits import OUTPUT_PARAMS
 from .presets import PresetStore
 from .protocol import Message
 
 logger = logging.getLogger("massgen_litellm")
 
-# Passed by LiteLLM or OpenAI clients on every call; they mean nothing to a coordination run.
+# Passed by LiteLLM or OpenAI clients on every call; they mean nothing to a coordination run (`user` and `metadata`
+# are read below and passed on to every participant call).
 _PLUMBING = frozenset(
     {"stream", "stream_options", "user", "metadata", "extra_headers", "max_retries", "drop_params", "api_version"}
+)
+# OpenAI's limits on `stop`: up to four sequences.
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256
+MAX_USER_CHARS = 256
+# Our own metadata keys on participant calls: the caller's keys of the same names are dropped, so a record, a log
+# or a callback can trust them.
+OWN_METADATA_PREFIX = "massgen_"
+# What LiteLLM's proxy and router write into a call's metadata for their own bookkeeping. Copied onto participant
+# calls, `user_api_key_*` would bill each of them to the key, team and end user a second time (the proxy's spend
+# tracking reads them), and the router's deployment fields would key LiteLLM's cache on the outer model.
+_LITELLM_OWN_PREFIXES = ("user_api_", OWN_METADATA_PREFIX, "_")
+_LITELLM_OWN_KEYS = frozenset(
+    {
+        # The proxy's (what it keeps of the client's own metadata, and the HTTP request).
+        "requester_metadata",
+        "headers",
+        "endpoint",
+        "requester_ip_address",
+        # A router's (LiteLLM 1.110's Router.acompletion), in-process or in the proxy.
+        "model_group",
+        "model_group_alias",
+        "model_group_size",
+        "original_model_group",
+        "deployment",
+        "deployment_model_name",
+        "model_info",
+        "api_base",
+        "caching_groups",
+        "previous_models",
+        "attempted_fallbacks",
+        "attempted_retries",
+        "max_retries",
+        "kubernetes_pod_routing",
+        # One call's own identity: each participant call is its own generation in the caller's trace.
+        "generation_id",
+    }
 )
 # What the caller asks of the reply (contract.py): its tools and its format.
 _CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
@@ -53,9 +92,6 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 # /v1/responses bridge turns `reasoning` items into `reasoning_content`), or as content parts of these types.
 _REASONING_FIELDS = ("reasoning_content", "thinking_blocks")
 _REASONING_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning"})
-# Output limits on the outer call bound the reply the client gets (the presentation), never the agents' coordination
-# turns: Claude Code sends max_tokens=32000 with every request. See RunRequest.presentation_params.
-PRESENTATION_ONLY = ("max_tokens", "max_completion_tokens")
 # A rough, cheap token count (no tokenizer on the hot path): enough to refuse a conversation that could not fit.
 _CHARS_PER_TOKEN = 4
 
@@ -71,10 +107,14 @@ class RunRequest:
     trusted: bool = True
     contract: ReplyContract = field(default_factory=ReplyContract)
     servers: list[list[McpServer]] = field(default_factory=list)  # each agent's MCP servers, from the preset only
-    # Parameters of the outer call that apply only to the presentation call (the reply the client gets), not to the
-    # agents' turns: `max_tokens` / `max_completion_tokens` (checked as Sampling checks them). Any caller may set
-    # them, a proxy client too: they only bound a reply, and every call is clamped to its model's output ceiling.
+    # Parameters of the outer call that apply only to the presentation call (the reply the caller gets), never to the
+    # agents' coordination turns: `max_tokens` / `max_completion_tokens` (checked as Sampling checks them) and `stop`.
+    # Any caller may set them, a proxy client too: they only bound or cut a reply, and every call is clamped to its
+    # model's output ceiling.
     presentation_params: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None  # the caller's end user, sent with every participant call
+    metadata: dict[str, Any] = field(default_factory=dict)  # the caller's metadata, on every participant call
+    enable_cache: bool = True  # the preset's: may LiteLLM's cache answer this request (see call_policy.py)
 
 
 def build_request(
@@ -85,7 +125,10 @@ def build_request(
     outer_timeout: float | None = None,
     *,
     trusted: bool = True,
+    metadata: Mapping[str, Any] | None = None,
 ) -> RunRequest:
+    """`metadata`: the outer call's LiteLLM metadata (`litellm_params["metadata"]`), of which the caller's own keys
+    reach every participant call (see `caller_metadata`)."""
     conversation = check_messages(messages)
     params = _merge_params(optional_params)
     if "context_paths" in params:
@@ -136,14 +179,28 @@ def build_request(
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
 
-    known = {"models", "model", "num_agents", "n", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
+    if "enable_cache" in params:
+        raise MassGenInputError(
+            "enable_cache is the preset's setting, not a request's; a request can skip LiteLLM's cache with "
+            'cache={"no-cache": true}'
+        )
+    presentation_params: dict[str, Any] = {}
+    if params.get("stop") is not None:
+        presentation_params["stop"] = check_stop(params["stop"])
+    user = params.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_CHARS):
+        raise MassGenInputError(f"user must be a string of at most {MAX_USER_CHARS} characters (your end user's id)")
+
+    known = {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
     ignored = sorted(name for name in params if name not in known)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     files = _context_servers(preset_name, preset, trusted)
     servers = [[*preset.servers_for(agent), *files] for agent in agents]
     shared = sampling.sampling()
-    presentation_params = {name: shared.pop(name) for name in PRESENTATION_ONLY if name in shared}
+    # Output limits on the outer call bound the reply the client gets (the presentation), never the agents'
+    # coordination turns: Claude Code sends max_tokens=32000 with every request.
+    presentation_params.update({name: shared.pop(name) for name in OUTPUT_PARAMS if name in shared})
     return RunRequest(
         preset_name,
         agents,
@@ -155,6 +212,9 @@ def build_request(
         contract,
         servers,
         presentation_params=presentation_params,
+        user=user or None,
+        metadata=caller_metadata(metadata or {}, trusted),
+        enable_cache=preset.enable_cache,
     )
 
 
@@ -178,6 +238,40 @@ def _context_servers(name: str, preset: Preset, trusted: bool) -> list[McpServer
     except LookupError as exc:
         cause = str(exc) if trusted else "its context paths are not available on the server; ask the operator"
         raise MassGenInputError(f"massgen/{name}: {cause}") from None
+
+
+def check_stop(stop: Any) -> list[str]:
+    """`stop` as OpenAI takes it (a string, or a list of up to four), as a list of non-empty strings."""
+    sequences = [stop] if isinstance(stop, str) else stop
+    if (
+        not isinstance(sequences, list)
+        or not 1 <= len(sequences) <= MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in sequences)
+    ):
+        raise MassGenInputError(
+            f"stop must be a string or a list of 1 to {MAX_STOP_SEQUENCES} non-empty strings of at most "
+            f'{MAX_STOP_CHARS} characters, for example stop=["\\n\\n"]'
+        )
+    return sequences
+
+
+def caller_metadata(metadata: Mapping[str, Any], trusted: bool) -> dict[str, Any]:
+    """The caller's own metadata keys (trace and session ids, tags, generation names...), to go on every
+    participant call.
+
+    Through a proxy, only what the client itself sent counts: the proxy keeps it as `requester_metadata`, after it
+    has dropped any `user_api_key_*` the client tried to forge; the rest of that metadata is the proxy's bookkeeping
+    (the key, team and end user it bills). In-process, the metadata is the caller's, less what a LiteLLM router adds.
+    Either way LiteLLM's own keys and ours (`massgen_*`) are left out: ours are set per call, and cannot be forged.
+    """
+    source = metadata.get("requester_metadata") if not trusted or "requester_metadata" in metadata else metadata
+    if not isinstance(source, Mapping):
+        return {}
+    return {
+        key: value
+        for key, value in source.items()
+        if isinstance(key, str) and not key.startswith(_LITELLM_OWN_PREFIXES) and key not in _LITELLM_OWN_KEYS
+    }
 
 
 MODEL_FORM = "model:"

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from . import memory
+from . import memory, stops
 from .budget import Budget
 from .config import McpServer
 from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
@@ -48,7 +48,10 @@ class Calls:
 
 
 class Run:
-    def __init__(self, request: RunRequest, parent_call_id: str | None = None) -> None:
+    def __init__(self, request: RunRequest, parent_call_id: str | None = None, trace_id: str | None = None) -> None:
+        """`parent_call_id` and `trace_id`: the outer LiteLLM call's, so that every participant call is logged under
+        it (`massgen_parent_call_id`) and in the same trace (`litellm_trace_id`, which Langfuse and other loggers
+        group by when the caller set no trace id of its own)."""
         self.request = request
         self.model = f"{PROVIDER}/{request.preset}"
         self.run_id = uuid.uuid4().hex
@@ -57,9 +60,15 @@ class Run:
         self.outcome: Outcome | None = None
         self.presented_by: str | None = None
         self.notes: list[str] = []
-        metadata = {"massgen_run_id": self.run_id, "massgen_preset": request.preset}
+        # The caller's metadata first: ours win on a clash (request.py has already dropped any it sent).
+        metadata = {**request.metadata, "massgen_run_id": self.run_id, "massgen_preset": request.preset}
         if parent_call_id:
             metadata["massgen_parent_call_id"] = parent_call_id
+        # The run is what LiteLLM's cache keeps (the outer call); its own calls are never read from it nor stored in
+        # it: a caller who asks for a fresh run (cache={"no-cache": True}, or a preset with enable_cache: false) must
+        # get one, not the replies of an earlier run's agents.
+        common = {"user": request.user, "litellm_trace_id": trace_id, "cache": {"no-cache": True, "no-store": True}}
+        self._stops: list[str] = request.presentation_params.get("stop") or []
         n = len(request.agents)
         options = request.options
         # The presentation's requests are held back from the start, so the agents cannot spend them.
@@ -83,6 +92,7 @@ class Run:
                 max_tool_calls=options.max_tool_calls_per_turn,
                 voting_sensitivity=options.voting_sensitivity,
                 novelty=options.answer_novelty_requirement,
+                common_params={name: value for name, value in common.items() if value is not None},
                 presentation_params=request.presentation_params,
             )
             for i, (config, servers) in enumerate(
@@ -179,6 +189,10 @@ class Run:
         if answer.tool_calls:
             # A proposed action is returned as voted: a presentation could change the very calls the votes chose.
             return answer
+        reply = await self._final_text(participant, answer)
+        return NewAnswer(self._cut_at_stop(reply.content)) if self._stops else reply
+
+    async def _final_text(self, participant: Participant, answer: NewAnswer) -> NewAnswer:
         presenter = self._presenter()
         if presenter is None:
             return answer
@@ -196,6 +210,12 @@ class Run:
         self.presented_by = participant.agent_id
         return NewAnswer(text)
 
+    def _cut_at_stop(self, text: str) -> str:
+        cut, found = stops.cut(text, self._stops)
+        if found:
+            self.notes.append("the reply was cut at the caller's stop sequence")
+        return cut
+
     async def final_answer_stream(self) -> AsyncIterator[Content | Calls]:
         participant, answer = self._winner()
         if answer.tool_calls or self.request.contract.wants_json:
@@ -208,13 +228,21 @@ class Run:
             return
         presenter = self._presenter()
         if presenter is None:
-            yield Content(answer.content)
+            yield Content(self._cut_at_stop(answer.content) if self._stops else answer.content)
             return
         sent = False
+        scanner = stops.StopScanner(self._stops)
         try:
             async for delta in presenter.present_stream(self._presentation_messages(presenter)):
                 sent = True
-                yield Content(delta)
+                text = scanner.feed(delta)
+                if text:
+                    yield Content(text)
+                if scanner.stopped:
+                    self.notes.append("the reply was cut at the caller's stop sequence")
+                    break
+            if rest := scanner.flush():
+                yield Content(rest)
         except Exception as exc:
             if sent:  # half the reply is already with the caller: nothing honest to fall back to
                 raise no_answer(
@@ -222,10 +250,12 @@ class Run:
                     f"reply is incomplete ({exc})",
                     self.model,
                 ) from exc
-            yield Content(self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})").content)
+            fallback = self._fall_back(answer, f"the presentation by {participant.agent_id} failed ({exc})")
+            yield Content(self._cut_at_stop(fallback.content) if self._stops else fallback.content)
             return
         if not sent:
-            yield Content(self._fall_back(answer, f"{participant.agent_id} presented an empty reply").content)
+            fallback = self._fall_back(answer, f"{participant.agent_id} presented an empty reply")
+            yield Content(self._cut_at_stop(fallback.content) if self._stops else fallback.content)
             return
         self.presented_by = participant.agent_id
 
@@ -236,19 +266,36 @@ class Run:
         return answer
 
     async def stream(self) -> AsyncIterator[Progress | Content | Calls]:
-        """Progress lines while the agents work, then the final answer as the winner streams it."""
+        """Progress lines, then the final answer as the winner streams it.
+
+        The progress lines come as the agents work with `enable_live_progress`; by default they are held back until
+        the run has an answer (a winner: from then on a reply is certain, if need be its answer verbatim), so that
+        a run that fails fails before its stream's first chunk, where LiteLLM's router can still fall back.
+        """
+        live = self.request.options.enable_live_progress
+        held: list[Progress] = []
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         agents = [{"id": agent_id, "model": p.config.model} for agent_id, p in self.participants.items()]
-        yield Progress(
+        first = Progress(
             start_line(agents), {"kind": "start", "at": 0.0, "preset": self.request.preset, "agents": agents}
         )
+        if live:
+            yield first
+        else:
+            held.append(first)
         task = asyncio.create_task(self.coordinate(queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (event := await queue.get()) is not None:
                 line = describe_event(event, self.request.options.max_turns_per_agent)
-                yield Progress(line, {**asdict(event), **self._spent()})
+                progress = Progress(line, {**asdict(event), **self._spent()})
+                if live:
+                    yield progress
+                else:
+                    held.append(progress)
             await task
+            for progress in held:
+                yield progress
         finally:
             if not task.done():
                 task.cancel()
@@ -359,6 +406,7 @@ class Run:
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 total_tokens=prompt_tokens + completion_tokens,
+                reasoning_tokens=sum(c.reasoning_tokens for c in calls),
             ),
             cost=sum(c.cost or 0.0 for c in calls),
             unpriced_calls=sum(1 for c in calls if c.cost is None and c.error is None),

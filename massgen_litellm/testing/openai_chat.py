@@ -40,6 +40,7 @@ class Reply:
     cut_after: int | None = None  # over a real socket: send this many bytes of the body, then drop the connection
     endless: float | None = None  # over a real socket, streamed: one content chunk every this many seconds, forever
     more_tools: list[tuple[str, Any]] = field(default_factory=list)  # further tool calls in the same reply
+    reasoning_tokens: int = 0  # reported in usage.completion_tokens_details, as reasoning models do
 
 
 def answer(content: str, delay: float = 0.0) -> Reply:
@@ -67,7 +68,7 @@ class Call:
     started: float
     ended: float = 0.0
     cancelled: bool = False  # the client hung up (or the server stopped) before the reply was sent
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
 
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -169,10 +170,12 @@ class FakeLLM:
         return [c for c in self.calls if c.model == model]
 
     def reported_usage(self) -> dict[str, int]:
-        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0}
         for call in self.calls:
-            for key in totals:
-                totals[key] += (call.usage or {}).get(key, 0)
+            usage: dict[str, Any] = call.usage or {}
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                totals[key] += usage.get(key, 0)
+            totals["reasoning_tokens"] += (usage.get("completion_tokens_details") or {}).get("reasoning_tokens", 0)
         return totals
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
@@ -204,6 +207,11 @@ class FakeLLM:
             return httpx.Response(200, content=reply.body, headers={"content-type": "application/json"})
         message, finish = _message(reply)
         call.usage = _usage(body, message)
+        if reply.reasoning_tokens:
+            # Reasoning is billed as completion: the reply's text tokens plus the reasoning it reports.
+            call.usage["completion_tokens"] += reply.reasoning_tokens
+            call.usage["total_tokens"] += reply.reasoning_tokens
+            call.usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
         if body.get("stream"):
             response = _sse(call, message, finish)
             if reply.cut_after is not None:
@@ -238,7 +246,7 @@ def _message(reply: Reply) -> tuple[dict[str, Any], str]:
     return {"role": "assistant", "content": reply.content, "tool_calls": tool_calls}, "tool_calls"
 
 
-def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, int]:
+def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
     """Deterministic, request-dependent token counts, so sums are checkable and not constants."""
     prompt = sum(len(str(m.get("content") or "")) for m in body["messages"]) // 4 + 1
     completion = len(json.dumps(message)) // 4 + 1
