@@ -14,9 +14,13 @@ as it was, so the next question is asked as if it had never been.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 from .errors import PROVIDER
 from .provider import EVENT_FIELD, RECORD_FIELD
@@ -100,7 +104,8 @@ class Conversation:
 
         from . import register_with_litellm
 
-        register_with_litellm()
+        if not any(entry.get("provider") == PROVIDER for entry in litellm.custom_provider_map):
+            register_with_litellm()  # a caller that registered its own (with its presets directory) keeps it
         stamp = {} if self.trusted else _UNTRUSTED
         stream = await litellm.acompletion(
             model=f"{PROVIDER}/{self.preset}", messages=messages, stream=True, **self.params, **stamp
@@ -119,7 +124,7 @@ class Conversation:
         async with openai.AsyncOpenAI(base_url=self.proxy, api_key=self.proxy_key or "", max_retries=0) as client:
             stream = await client.chat.completions.create(
                 model=f"{PROVIDER}/{self.preset}",
-                messages=messages,  # type: ignore[arg-type]
+                messages=cast("list[ChatCompletionMessageParam]", messages),
                 stream=True,
                 extra_body=self.params or None,
             )
@@ -133,10 +138,9 @@ async def _close(stream: Any) -> None:
     for part in (stream, getattr(stream, "completion_stream", None)):
         close = getattr(part, "aclose", None)
         if close is not None:
-            try:
+            # "aclose(): asynchronous generator is already running": it is being closed already.
+            with contextlib.suppress(RuntimeError):
                 await close()
-            except RuntimeError:  # "aclose(): asynchronous generator is already running": it is being closed
-                pass
 
 
 def _field(chunk: Any, name: str) -> Any:
