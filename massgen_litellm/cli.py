@@ -1,4 +1,5 @@
-"""`massgen-litellm`: ask a preset a question, list or check presets, print a proxy config, render a run report."""
+"""`massgen-litellm`: ask a preset a question, list or check presets, print a proxy config, render a run report,
+serve the web UI."""
 
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = commands.add_parser("report", help="render a run record (JSON) as a self-contained HTML page")
     report.add_argument("record", type=Path)
     report.add_argument("-o", "--output", type=Path, help="the HTML file to write (default: RECORD with .html)")
+    web = commands.add_parser("web", help="a page in the browser where you talk to a team (the `web` extra)")
+    web.add_argument("--preset", default="build", help="the preset selected first (default: build)")
+    web.add_argument("--host", default="127.0.0.1", help="any other address than 127.0.0.1 needs the printed token")
+    web.add_argument("--port", type=int, default=8000, help="0 picks a free one (default: 8000)")
+    web.add_argument("--proxy", metavar="URL", help="run the team on this LiteLLM proxy (key: $MASSGEN_PROXY_KEY)")
     args = parser.parse_args(argv)
 
     if args.command == "proxy-config":
@@ -73,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.file, args.connect)
     if args.command == "presets":
         return _presets()
+    if args.command == "web":
+        from .web import serve
+
+        return serve(args)
     return _ask(args)
 
 
