@@ -8,6 +8,7 @@ is another address that never leaves the machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -232,6 +233,35 @@ def test_bad_requests_are_clear_errors(local: WebServer) -> None:
         assert empty.status_code == 400 and "non-empty" in empty.json()["error"]["message"]
         for name in ["..%2F..%2Fetc%2Fpasswd", "x.json", "20260101T000000000000Z-" + "0" * 31 + ".json"]:
             assert client.get(f"/runs/{name}").status_code == 404
+
+
+def test_a_bounded_number_of_questions_at_once(local: WebServer, upstream: LoopbackServer) -> None:
+    from massgen_litellm.web.app import MAX_RUNNING
+
+    set_slow_team(upstream.fake)
+    question = {"text": "2 + 2?"}
+    with httpx.Client(base_url=local.origin, timeout=120) as client, contextlib.ExitStack() as streams:
+        ids = [client.post("/api/conversations", json={"preset": "team"}).json()["id"] for _ in range(MAX_RUNNING + 1)]
+        try:
+            for conversation in ids[:MAX_RUNNING]:
+                stream = client.stream("POST", f"/api/conversations/{conversation}/ask", json=question)
+                assert streams.enter_context(stream).status_code == 200
+            again = client.post(f"/api/conversations/{ids[0]}/ask", json=question)
+            assert again.status_code == 409 and "stop it first" in again.json()["error"]["message"]
+            refused = client.post(f"/api/conversations/{ids[-1]}/ask", json=question)
+            assert refused.status_code == 429 and "ask again" in refused.json()["error"]["message"]
+            # Stopped once every team is at its votes, as in test_stop_ends_the_participant_calls.
+            deadline = time.monotonic() + 60
+            while len([c for c in upstream.fake.calls if not c.ended]) < MAX_RUNNING * len(MODELS):
+                assert time.monotonic() < deadline, "the votes were never in flight"
+                time.sleep(0.05)
+        finally:
+            stopped = [client.post(f"/api/conversations/{c}/stop", json={}).json() for c in ids[:MAX_RUNNING]]
+    assert stopped == [{"stopped": True}] * MAX_RUNNING
+    deadline = time.monotonic() + 30
+    while not all(c.ended for c in upstream.fake.calls):
+        assert time.monotonic() < deadline, "calls went on after every question was stopped"
+        time.sleep(0.05)
 
 
 def test_past_runs_are_listed_and_open_as_the_report(local: WebServer, upstream: LoopbackServer) -> None:

@@ -51,6 +51,7 @@ PAGE_POLICY = (
 REPORT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 MAX_CONVERSATIONS = 64  # the oldest idle one is forgotten past this: a token holder cannot fill the server's memory
 MAX_QUESTION_CHARS = 100_000
+MAX_RUNNING = 4  # questions being answered at once, over all conversations: each is a whole team at work
 _RECORD_FILE = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{32}\.json")
 
 _markdown = MarkdownIt("js-default", {"html": False, "linkify": False}).disable("image")
@@ -128,8 +129,13 @@ def create_app(settings: Settings) -> Access:
             return _error(400, f"the question is {len(text)} characters; at most {MAX_QUESTION_CHARS} are accepted")
         if session.turn is not None and not session.turn.done():
             return _error(409, "the team is still answering the last question: wait, or stop it first")
+        running = sum(1 for s in sessions.values() if s.turn is not None and not s.turn.done())
+        if running >= MAX_RUNNING:
+            return _error(429, f"the server is answering {running} questions already: ask again when one is done")
+        # The turn starts here, not when the stream is first read, so that the count above is never behind.
+        session.turn, events = _start_turn(session.conversation, text)
         return StreamingResponse(
-            _turn(session, text),
+            _stream(session.turn, events),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
@@ -188,9 +194,9 @@ def create_app(settings: Settings) -> Access:
     return Access(app, settings.token)
 
 
-async def _turn(session: _Session, text: str) -> AsyncIterator[str]:
-    """One question as server-sent events. The run goes on in a task of its own, so `stop` can cancel it; the
-    client hanging up cancels this generator, which cancels the task."""
+def _start_turn(conversation: Conversation, text: str) -> tuple[asyncio.Task[None], asyncio.Queue[tuple[str, Any]]]:
+    """The question asked in a task of its own, so that `stop` can cancel it; what it does goes to the queue as
+    (event name, data), the last one `done`, `error` or `stopped`."""
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
     def on_event(event: dict[str, Any]) -> None:
@@ -203,7 +209,7 @@ async def _turn(session: _Session, text: str) -> AsyncIterator[str]:
 
     async def run() -> None:
         try:
-            answer, record = await session.conversation.ask(text, on_event, on_text)
+            answer, record = await conversation.ask(text, on_event, on_text)
             queue.put_nowait(("done", {"answer": answer, "html": render_markdown(answer), "record": record}))
         except asyncio.CancelledError:
             queue.put_nowait(("stopped", {"message": "stopped: the team's calls were cancelled"}))
@@ -211,7 +217,12 @@ async def _turn(session: _Session, text: str) -> AsyncIterator[str]:
         except Exception as exc:  # the person sees why; the server goes on
             queue.put_nowait(("error", {"message": error_text(exc)}))
 
-    session.turn = task = asyncio.create_task(run())
+    return asyncio.create_task(run()), queue
+
+
+async def _stream(task: asyncio.Task[None], queue: asyncio.Queue[tuple[str, Any]]) -> AsyncIterator[str]:
+    """The turn as server-sent events. The client hanging up cancels this generator, which cancels the turn, as a
+    proxy client hanging up does."""
     try:
         while True:
             kind, data = await queue.get()
