@@ -1,5 +1,5 @@
 """`massgen-litellm`: ask a preset a question or chat with it, list or check presets, print a proxy config or the
-presets' JSON Schema, render a run report."""
+presets' JSON Schema, render a run report, serve the web UI."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = commands.add_parser("report", help="render a run record (JSON) as a self-contained HTML page")
     report.add_argument("record", type=Path)
     report.add_argument("-o", "--output", type=Path, help="the HTML file to write (default: RECORD with .html)")
+    web = commands.add_parser("web", help="a page in the browser where you talk to a team (the `web` extra)")
+    web.add_argument("--preset", default="build", help="the preset selected first (default: build)")
+    web.add_argument("--host", default="127.0.0.1", help="any other address than 127.0.0.1 needs the printed token")
+    web.add_argument("--port", type=int, default=8000, help="0 picks a free one (default: 8000)")
+    web.add_argument("--proxy", metavar="URL", help="run the team on this LiteLLM proxy (key: $MASSGEN_PROXY_KEY)")
+    add_context_path_option(web)
     args = parser.parse_args(argv)
 
     if args.command == "proxy-config":
@@ -90,6 +96,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import chat as terminal_chat
 
         return terminal_chat.chat(args.preset, _models(args.models), args.context_path)
+    if args.command == "web":
+        from .web import serve
+
+        if args.context_path:
+            if args.proxy:
+                print(
+                    "error: --context-path with --proxy: the proxy's presets choose its context paths", file=sys.stderr
+                )
+                return 2
+            from .config import ContextPath
+            from .context_paths import problems
+
+            try:
+                found = problems([ContextPath.parse(entry) for entry in args.context_path])
+                if found:  # said now, not as an error on every question the page asks
+                    raise ValueError(found[0])
+                # The server's conversations keep this registration: a page, trusted or not, cannot change the paths.
+                register(args.context_path)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        return serve(args)
     return _ask(args)
 
 

@@ -357,6 +357,21 @@ def test_ask_with_a_context_path_answers_from_the_file(loopback_team, project):
     assert len(backend.calls) == calls  # refused before any participant call
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--context-path", ":rw"], "names no directory"),
+        (["--context-path", "/no/such/directory"], "is not a directory"),
+        (["--context-path", "/tmp", "--proxy", "http://127.0.0.1:9"], "the proxy's presets choose its context paths"),
+    ],
+)
+def test_web_refuses_a_bad_context_path_before_it_serves(tmp_path, options, expected):
+    # The web command takes --context-path as ask and chat do; what it cannot serve is an error before any server.
+    command = [sys.executable, "-m", "massgen_litellm", "web", "--port", "0", *options]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+
+
 def test_chat_with_an_rw_context_path_writes_there(loopback_team, outbox):
     pexpect = pytest.importorskip("pexpect", reason="needs pexpect: pip install -e '.[test]'")
     backend, env = loopback_team
