@@ -10,17 +10,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from . import memory
 from .budget import Budget
 from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
-from .mcp_tools import ToolBox
 from .participant import Participant
 from .protocol import presentation_messages
 from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, ToolCallInfo, ToolWorkInfo, UsageInfo, VoteInfo
 from .request import RunRequest
+
+if TYPE_CHECKING:
+    from .config import McpServer
+    from .mcp_tools import ToolBox
 
 logger = logging.getLogger("massgen_litellm")
 
@@ -78,7 +82,7 @@ class Run:
                 max_answer_chars=options.max_answer_chars,
                 note=self.notes.append,
                 contract=request.contract,
-                toolbox=ToolBox(servers, options.tool_timeout, options.tool_result_chars) if servers else None,
+                toolbox=self._toolbox(servers) if servers else None,
                 max_tool_calls=options.max_tool_calls_per_turn,
                 voting_sensitivity=options.voting_sensitivity,
                 novelty=options.answer_novelty_requirement,
@@ -87,6 +91,13 @@ class Run:
                 zip(request.agents, request.servers or [[] for _ in request.agents], strict=True), start=1
             )
         }
+
+    def _toolbox(self, servers: list[McpServer]) -> ToolBox:
+        # The MCP client is loaded by the first run whose preset declares servers, not with the package.
+        from .mcp_tools import ToolBox
+
+        options = self.request.options
+        return ToolBox(servers, options.tool_timeout, options.tool_result_chars)
 
     def _clock(self) -> float:
         return round(time.monotonic() - self._t0, 4)
@@ -105,6 +116,7 @@ class Run:
             subsequent_round_timeout=options.subsequent_round_timeout_seconds,
             round_timeout_grace=options.round_timeout_grace_seconds,
             counterbalance=options.counterbalance_answer_order,
+            skip_voting_when_unanimous=options.skip_voting_when_unanimous,
         )
 
         def observe(event: Event) -> None:
