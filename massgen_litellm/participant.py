@@ -7,9 +7,8 @@ the way LiteLLM users already know them.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -372,7 +371,7 @@ class Participant:
                 await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
-                response = await _within(
+                response = await asyncio.wait_for(
                     litellm.acompletion(**self._call_kwargs(messages, kind, tools, timeout, response_format)), timeout
                 )
             except asyncio.TimeoutError:
@@ -415,18 +414,6 @@ class Participant:
         except Exception:
             return None
         return prompt_cost + completion_cost
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[Any], timeout: float) -> Any:
-        """`asyncio.wait_for`, without the task of its own that wait_for runs the call in before Python 3.12 (a
-        measurable share of our CPU per turn)."""
-        async with asyncio.timeout(timeout):
-            return await awaitable
-
-else:
-    _within = asyncio.wait_for
 
 
 def _count(call: CallInfo, usage: Any) -> None:
