@@ -1,7 +1,8 @@
 """The real LiteLLM proxy (`litellm --config ...`) as a subprocess on a free loopback port.
 
-It serves `tests/proxy_config.yaml` with the presets in `tests/proxy_presets/`, whose participants are plain
-`openai/<name>` models: `OPENAI_API_BASE` in the proxy's environment sends them to a `LoopbackServer`.
+It serves `tests/proxy_config.yaml` with the presets in `tests/proxy_presets/` (or another directory: `presets`),
+whose participants are plain `openai/<name>` models: `OPENAI_API_BASE` in the proxy's environment sends them to a
+`LoopbackServer`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class LiteLLMProxy:
         startup_timeout: float = 90.0,
         num_workers: int = 1,
         env: dict[str, str] | None = None,
+        presets: Path = PRESETS,
     ) -> None:
         self.port = free_port()
         env = {
@@ -36,7 +38,7 @@ class LiteLLMProxy:
             **(env or {}),
             "LITELLM_MASTER_KEY": MASTER_KEY,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "MASSGEN_PRESETS_DIR": str(PRESETS),
+            "MASSGEN_PRESETS_DIR": str(presets),
             "OPENAI_API_BASE": upstream,
             "OPENAI_API_KEY": "sk-test-not-a-real-key",
         }
