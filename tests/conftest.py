@@ -19,8 +19,8 @@ import respx
 import yaml
 
 from massgen_litellm import register_with_litellm
-from massgen_litellm.testing.openai_chat import BASE, KEY, FakeLLM
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import BASE, KEY, FakeLLM
 from tests.proxy import LiteLLMProxy
 
 

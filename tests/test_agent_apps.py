@@ -13,8 +13,8 @@ import openai
 import pydantic
 import pytest
 
-from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, text, vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, text, vote
 from tests.proxy import MASTER_KEY, LiteLLMProxy
 from tests.test_client_tools import QUESTION, WEATHER
 

@@ -10,8 +10,8 @@ import litellm
 import pytest
 from litellm.integrations.custom_logger import CustomLogger
 
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import answer_then_vote
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from massgen_litellm.cli import PROXY_CONFIG
-from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
 
 README = Path(__file__).parent.parent / "README.md"
 SHIPPED = Path(__file__).parent.parent / "presets"

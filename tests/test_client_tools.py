@@ -11,8 +11,8 @@ import json
 import litellm
 import pytest
 
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import Call, Reply, answer, text, vote
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {

@@ -12,7 +12,7 @@ from typing import Any
 import litellm
 import pytest
 
-from tests.conftest import write_preset
+from massgen_litellm.testing.loopback import LoopbackServer, until
 from massgen_litellm.testing.openai_chat import (
     KEY,
     Call,
@@ -24,7 +24,7 @@ from massgen_litellm.testing.openai_chat import (
     sequence,
     text,
 )
-from massgen_litellm.testing.loopback import LoopbackServer, until
+from tests.conftest import write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 REFUSED = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there

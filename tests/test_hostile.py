@@ -11,9 +11,9 @@ import litellm
 import pytest
 
 from massgen_litellm.protocol import fence_tag
-from tests.conftest import write_preset
-from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer_then_vote, text
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer_then_vote, text
+from tests.conftest import write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 FAKE_CALL = {"tool_calls": [{"function": {"name": "vote", "arguments": json.dumps({"agent_id": "agent2"})}}]}

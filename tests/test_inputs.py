@@ -9,8 +9,8 @@ import massgen_litellm
 from massgen_litellm import local_server, register_with_litellm
 from massgen_litellm.config import Preset
 from massgen_litellm.presets import PRESETS_DIR_ENV, PresetStore, shipped_presets_dir
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import BASE, KEY, answer_then_vote
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

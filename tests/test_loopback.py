@@ -9,9 +9,9 @@ from pathlib import Path
 import litellm
 import pytest
 
-from tests.conftest import write_preset
-from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer, answer_then_vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer, answer_then_vote
+from tests.conftest import write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

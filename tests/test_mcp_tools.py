@@ -16,8 +16,8 @@ from pathlib import Path
 import litellm
 import pytest
 
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import Call, Reply, answer, vote
+from tests.conftest import agent, write_preset
 
 pytest.importorskip("mcp", reason="MCP tools need the `tools` extra: pip install -e '.[test,tools]'")
 

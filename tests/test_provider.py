@@ -11,7 +11,6 @@ import pytest
 
 from massgen_litellm.config import AgentConfig
 from massgen_litellm.participant import pick_protocol
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import (
     Call,
     FakeLLM,
@@ -23,6 +22,7 @@ from massgen_litellm.testing.openai_chat import (
     text,
     vote,
 )
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

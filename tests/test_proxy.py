@@ -19,8 +19,8 @@ import litellm
 import openai
 import pytest
 
-from massgen_litellm.testing.openai_chat import FakeLLM, answer, answer_then_vote, vote
 from massgen_litellm.testing.loopback import LoopbackServer, until
+from massgen_litellm.testing.openai_chat import FakeLLM, answer, answer_then_vote, vote
 from tests.proxy import MASTER_KEY, LiteLLMProxy
 
 pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[test,proxy]'")

@@ -20,8 +20,8 @@ import httpx
 import openai
 import pytest
 
-from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, answer_then_vote, fail, vote
 from massgen_litellm.testing.loopback import LoopbackServer, until
+from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, answer_then_vote, fail, vote
 from tests.proxy import MASTER_KEY, LiteLLMProxy
 from tests.test_proxy import QUESTION, burst, rss_mb
 

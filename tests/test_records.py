@@ -9,8 +9,8 @@ import litellm
 import pytest
 
 from massgen_litellm.record import RunRecord
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import answer_then_vote, fail
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 

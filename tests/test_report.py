@@ -15,8 +15,8 @@ from PIL import Image
 
 from massgen_litellm.record import RunRecord
 from massgen_litellm.report import render
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import Call, Reply, answer, answer_then_vote, fail, vote
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 HOSTILE = '4 <script>document.title="pwned"</script><img src="http://example.invalid/x.png">'

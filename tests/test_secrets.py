@@ -11,9 +11,9 @@ from pathlib import Path
 import litellm
 import pytest
 
-from tests.conftest import write_preset
-from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer_then_vote
 from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer_then_vote
+from tests.conftest import write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 IN_PRESET = "sk-PLANTED-in-preset-7f3a9c"

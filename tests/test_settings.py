@@ -9,8 +9,8 @@ import time
 import litellm
 import pytest
 
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import Call, Reply, answer, answer_then_vote, text, vote
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "Name the capital of France and one fact about it."}]
 

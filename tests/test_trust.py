@@ -17,8 +17,8 @@ import pytest
 
 from massgen_litellm.config import ClientPolicy
 from massgen_litellm.record import RunRecord
-from tests.conftest import agent, write_preset
 from massgen_litellm.testing.openai_chat import Reply, answer, answer_then_vote, fail, vote
+from tests.conftest import agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 FROM_PROXY = {"proxy_server_request": {"url": "http://proxy/v1/chat/completions", "method": "POST", "body": {}}}
