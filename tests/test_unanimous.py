@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import get_args
 
 import litellm
 import pytest
+import yaml
 
 from massgen_litellm.coordination import (
     Action,
@@ -27,7 +32,8 @@ from massgen_litellm.events import _END_REASONS, describe_event
 from massgen_litellm.live import LiveView
 from massgen_litellm.record import RunRecord
 from massgen_litellm.report import render
-from massgen_litellm.testing.openai_chat import Call, Reply, answer, answer_then_vote, text, vote
+from massgen_litellm.testing.loopback import LoopbackServer
+from massgen_litellm.testing.openai_chat import KEY, Call, FakeLLM, Reply, answer, answer_then_vote, text, vote
 from tests.conftest import agent, write_preset
 
 AGENTS = ("agent1", "agent2", "agent3")
@@ -233,3 +239,20 @@ async def test_a_request_may_turn_it_off(fake, registered):
     write_preset(registered, "team", [agent("a"), agent("a")])
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION, skip_voting_when_unanimous=False)
     assert response.massgen["end_reason"] == "consensus" and response.massgen["tally"] == {"agent1": 2, "agent2": 0}
+
+
+def test_the_command_line_says_how_the_answer_was_chosen(tmp_path: Path) -> None:
+    with LoopbackServer(FakeLLM(default=answer_then_vote("Four."))) as server:
+        agents = [{"model": f"openai/m{i}", "api_base": server.base_url, "api_key": KEY} for i in (1, 2)]
+        (tmp_path / "team.yaml").write_text(yaml.safe_dump({"agents": agents, "final": "winner_answer"}))
+        env = {**os.environ, "MASSGEN_PRESETS_DIR": str(tmp_path), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        done = subprocess.run(
+            [sys.executable, "-m", "massgen_litellm", "ask", "What is 2 + 2?", "--preset", "team"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Four."
+    assert "[unanimous: every agent gave the same first answer, so agent1's was taken without a vote;" in done.stderr
