@@ -477,6 +477,8 @@ def import_breakdown(env: dict[str, str]) -> str:
     added, total = [], 0
     for line in lines[after:]:
         self_us, cumulative_us, name = line.removeprefix("import time:").split("|")
+        if name.strip().startswith("litellm"):  # LiteLLM's own, which its import finishes loading after its line
+            continue
         added.append((int(self_us), int(cumulative_us), name.strip()))
         if not name[1:].startswith(" "):  # top level: what the import statement itself loaded
             total += int(cumulative_us)
