@@ -2,9 +2,11 @@
 benchmarks.
 
 Every model it is asked for runs the same two-round script after a fixed latency: answer, then vote for agent1
-once agent1 has answered, then present. `--dialect massgen` reads the prompts of the `massgen` package instead of
-ours, so the same scenario can be run through it. It prints its base URL on one line and serves until stdin
-closes, so it never outlives the benchmark that started it.
+once agent1 has answered, then present. Each agent's answer names the agent, so the answers differ and the run goes
+through its vote round (a team whose first answers are all the same would end after round one: unanimous).
+`--dialect massgen` reads the prompts of the `massgen` package instead of ours, so the same scenario can be run
+through it. It prints its base URL on one line and serves until stdin closes, so it never outlives the benchmark
+that started it.
 
     python -m benchmarks.fake_server --latency 0.2 [--dialect massgen]
 """
@@ -35,13 +37,21 @@ def massgen_script(latency: float) -> Script:
     return script
 
 
+def our_script(latency: float) -> Script:
+    """Answer (an answer of one's own: `ANSWER (agentN)`), vote for agent1 once it has answered, present."""
+
+    def script(call: Call) -> Reply:
+        return answer_then_vote(f"{ANSWER} ({call.agent_id})", "agent1", delay=latency)(call)
+
+    return script
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fake_server", description=__doc__)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds before every reply (default 0.2)")
     parser.add_argument("--dialect", choices=["ours", "massgen"], default="ours")
     args = parser.parse_args()
-    ours = answer_then_vote(ANSWER, "agent1", delay=args.latency)
-    script = massgen_script(args.latency) if args.dialect == "massgen" else ours
+    script = massgen_script(args.latency) if args.dialect == "massgen" else our_script(args.latency)
     with LoopbackServer(FakeLLM(default=script)) as server:
         print(server.base_url, flush=True)
         sys.stdin.read()

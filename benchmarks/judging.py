@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import litellm
 
+from benchmarks.machine import header
 from benchmarks.quality import alone, is_right, reach, runnable_agents
 from benchmarks.quality_items import Item, items
 from massgen_litellm import register_with_litellm
@@ -95,6 +96,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--preset", action="append", help="preset(s) to evaluate (default: local)")
     parser.add_argument("--items", type=int, default=100, help="the first N items (default: all 100)")
     args = parser.parse_args(argv)
+    print(header("benchmarks.judging"), flush=True)
     register_with_litellm(load_env=True)
     litellm.suppress_debug_info = True
     for preset in args.preset or ["local"]:

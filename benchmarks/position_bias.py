@@ -13,6 +13,7 @@ import asyncio
 import math
 import random
 
+from benchmarks.machine import header
 from massgen_litellm.coordination import Action, Coordinator, Limits, NewAnswer, View, Vote
 
 AGENTS = ["agent1", "agent2", "agent3"]
@@ -44,6 +45,7 @@ def interval(p: float, n: int) -> str:
 
 
 async def main(runs: int) -> None:
+    print(header("benchmarks.position_bias") + "\n", flush=True)
     print("| bias (votes for the first answer shown) | right answer wins, agent order | counterbalanced |")
     print("|---:|---:|---:|")
     for bias in (0.2, 0.4, 0.6):

@@ -33,6 +33,7 @@ from typing import Any
 
 import litellm
 
+from benchmarks.machine import header
 from benchmarks.quality_items import Item, items
 from massgen_litellm import local_server, register_with_litellm
 from massgen_litellm.config import AgentConfig
@@ -231,6 +232,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 items of the local preset, nothing asserted (CI)")
     parser.add_argument("--out", type=Path, help="a folder for <preset>.jsonl: each item's replies and team run")
     args = parser.parse_args(argv)
+    print(header("benchmarks.quality"), flush=True)
     register_with_litellm(load_env=True)
     litellm.suppress_debug_info = True
     chosen = items()[: 2 if args.quick else args.items]

@@ -22,6 +22,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm
 import yaml
 
+from benchmarks.machine import header
 from massgen_litellm import register_with_litellm
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import KEY, FakeLLM, answer_then_vote
@@ -41,7 +42,9 @@ def write_presets(folder: str, base_url: str, latency: float) -> None:
         {"model": f"openai/{name}", "api_base": base_url, "api_key": KEY, "protocol": "tools"}
         for name in ("fast", "fast", "slow")
     ]
-    base = {"agents": agents, "final": "winner_answer"}
+    # The three answer alike: the vote round is kept (skip_voting_when_unanimous off), since it is the straggler's
+    # vote, as much as its answer, that round timeouts stop the others from waiting for.
+    base = {"agents": agents, "final": "winner_answer", "skip_voting_when_unanimous": False}
     timeouts = {
         "initial_round_timeout_seconds": 1.2 * latency,
         "subsequent_round_timeout_seconds": 1.2 * latency,
@@ -52,6 +55,7 @@ def write_presets(folder: str, base_url: str, latency: float) -> None:
 
 
 async def measure(latency: float, repeats: int) -> None:
+    print(header("benchmarks.stragglers") + "\n", flush=True)
     await timed("waits")  # warm: clients and caches
     floor = 2 * latency
     print(f"| round timeouts | median time to answer | against the fast agents' floor ({floor:.2f} s) |")

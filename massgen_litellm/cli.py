@@ -331,6 +331,8 @@ def summary_line(record: dict[str, Any]) -> str:
 
 def _how_chosen(record: dict[str, Any]) -> str:
     winner = record["winner"]
+    if record.get("chosen_by") == "unanimous":
+        return f"every agent gave the same first answer, so {winner}'s was taken without a vote"
     if record.get("chosen_by") == "latest_informed":
         return f"no vote counted, so {winner}'s answer won as the latest one written after seeing the others'"
     if record.get("chosen_by") == "most_agreed":

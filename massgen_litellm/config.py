@@ -194,6 +194,12 @@ class RunOptions(BaseModel):
         description="How new a new answer must be: balanced refuses one that shares over 70% of its words with an "
         "answer shown, strict over 50% (MassGen's setting).",
     )
+    skip_voting_when_unanimous: bool = Field(
+        True,
+        description="End the run after round one when every active agent's first answer is the same (the same calls "
+        "of the caller's tools with equal arguments, or the same text up to whitespace and case): no vote could "
+        "change the outcome. A proxy client may set it either way: neither value lets a run past the preset's caps.",
+    )
     max_new_answers_global: int | None = Field(
         None, ge=1, le=1000, description="New answers across all agents; then they may only vote. Default: no cap."
     )

@@ -13,29 +13,50 @@ as it likes), and everything else is.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import jsonschema
-from jsonschema.protocols import Validator
+from typing import TYPE_CHECKING, Any
 
 from .coordination import ToolCall
 from .errors import MassGenInputError
 
+if TYPE_CHECKING:
+    # jsonschema is imported where a request first brings a schema (tools or a response_format): most requests
+    # have none, and it is the heaviest import of the package after LiteLLM's.
+    import jsonschema
+    from jsonschema.protocols import Validator
+
 # Our own tools: a caller's tool may not take their names.
 RESERVED_NAMES = frozenset({"new_answer", "vote"})
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+# Compiled validators kept by schema, so that an agent app sending the same tools on every request checks and
+# compiles them once; bounded, since a proxy client chooses what goes in.
+_CACHED_VALIDATORS = 256
+_CACHED_SCHEMA_CHARS = 64_000
 
 
 def _ignore(*_: object) -> None:
     return None
 
 
-_Validator = jsonschema.Draft202012Validator
-# The same validator with the regex keywords switched off, for schemas that came from a proxy client.
-_UntrustedValidator = jsonschema.validators.extend(_Validator, {"pattern": _ignore, "patternProperties": _ignore})
+@functools.cache
+def _validator_class(trusted: bool) -> Any:
+    """Draft 2020-12; for schemas that came from a proxy client, with the regex keywords switched off."""
+    import jsonschema
+
+    if trusted:
+        return jsonschema.Draft202012Validator
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator, {"pattern": _ignore, "patternProperties": _ignore}
+    )
+
+
+def _best_match(errors: Any) -> jsonschema.ValidationError | None:
+    from jsonschema.exceptions import best_match
+
+    return best_match(errors)
 
 
 @dataclass
@@ -73,7 +94,7 @@ class ReplyContract:
                 arguments = json.loads(call.arguments or "{}")
             except ValueError:
                 return f"the arguments of `{call.name}` are not valid JSON"
-            error = jsonschema.exceptions.best_match(self._tool_validators[call.name].iter_errors(arguments))
+            error = _best_match(self._tool_validators[call.name].iter_errors(arguments))
             if error is not None:
                 return f"the arguments of `{call.name}` do not match its schema: {_describe(error)}"
         return None
@@ -91,7 +112,7 @@ class ReplyContract:
             return "the answer must be JSON and nothing else (no prose, no code fence)"
         if self._format_validator is None:
             return None if isinstance(value, dict) else "the answer must be a JSON object"
-        error = jsonschema.exceptions.best_match(self._format_validator.iter_errors(value))
+        error = _best_match(self._format_validator.iter_errors(value))
         return None if error is None else f"the answer does not match the required JSON Schema: {_describe(error)}"
 
     def format_instruction(self) -> str | None:
@@ -110,7 +131,6 @@ class ReplyContract:
 
 def build_contract(params: Mapping[str, Any], trusted: bool) -> ReplyContract:
     """The caller's tools and format from a request's parameters, or a MassGenInputError naming what is wrong."""
-    validator_class = _Validator if trusted else _UntrustedValidator
     contract = ReplyContract()
     tools = params.get("tools")
     if tools is None and params.get("functions") is not None:
@@ -133,7 +153,7 @@ def build_contract(params: Mapping[str, Any], trusted: bool) -> ReplyContract:
         if name in contract._tool_validators:
             raise MassGenInputError(f"tools[{index}]: a second tool named '{name}'")
         schema = function.get("parameters") or {"type": "object", "properties": {}}
-        contract._tool_validators[name] = _validator(schema, validator_class, f"tools[{index}].function.parameters")
+        contract._tool_validators[name] = _validator(schema, trusted, f"tools[{index}].function.parameters")
         description = function.get("description")
         contract.tools.append(
             {
@@ -150,9 +170,7 @@ def build_contract(params: Mapping[str, Any], trusted: bool) -> ReplyContract:
     if parallel is not None and not isinstance(parallel, bool):
         raise MassGenInputError("parallel_tool_calls must be true or false")
     contract.parallel = parallel is not False
-    contract.response_format, contract._format_validator = _response_format(
-        params.get("response_format"), validator_class
-    )
+    contract.response_format, contract._format_validator = _response_format(params.get("response_format"), trusted)
     return contract
 
 
@@ -173,7 +191,7 @@ def _tool_choice(params: Mapping[str, Any], contract: ReplyContract) -> str:
     raise MassGenInputError("tool_choice must be 'auto', 'none', 'required' or {\"type\": \"function\", ...}")
 
 
-def _response_format(value: Any, validator_class: Any) -> tuple[dict[str, Any] | None, Validator | None]:
+def _response_format(value: Any, trusted: bool) -> tuple[dict[str, Any] | None, Validator | None]:
     if value is None:
         return None, None
     if hasattr(value, "model_json_schema"):  # a pydantic class, as litellm.completion(response_format=Model) takes
@@ -189,18 +207,38 @@ def _response_format(value: Any, validator_class: Any) -> tuple[dict[str, Any] |
     spec = value.get("json_schema")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("schema", {}), Mapping):
         raise MassGenInputError('response_format json_schema needs {"name": ..., "schema": {...}}')
-    return dict(value), _validator(spec.get("schema") or {}, validator_class, "response_format.json_schema.schema")
+    return dict(value), _validator(spec.get("schema") or {}, trusted, "response_format.json_schema.schema")
 
 
-def _validator(schema: Any, validator_class: Any, where: str) -> Validator:
+def _validator(schema: Any, trusted: bool, where: str) -> Validator:
     if not isinstance(schema, Mapping):
         raise MassGenInputError(f"{where} must be a JSON Schema object")
     try:
+        key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise MassGenInputError(f"{where} must be plain JSON (objects, arrays, strings, numbers, booleans)") from None
+    compile_schema = _compiled if len(key) <= _CACHED_SCHEMA_CHARS else _compiled.__wrapped__
+    problem, validator = compile_schema(key, trusted)
+    if problem is not None:
+        raise MassGenInputError(f"{where} is not a valid JSON Schema: {problem}")
+    assert validator is not None
+    return validator
+
+
+@functools.lru_cache(maxsize=_CACHED_VALIDATORS)
+def _compiled(schema_json: str, trusted: bool) -> tuple[str | None, Validator | None]:
+    """A checked, compiled validator for a schema given as canonical JSON, or the schema's problem. Validators hold
+    no per-use state, so one may serve every request that brings the same schema."""
+    from jsonschema.exceptions import SchemaError
+
+    schema = json.loads(schema_json)
+    validator_class = _validator_class(trusted)
+    try:
         validator_class.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        raise MassGenInputError(f"{where} is not a valid JSON Schema: {exc.message}") from None
+    except SchemaError as exc:
+        return exc.message, None
     # No remote $ref is ever fetched: jsonschema resolves only what the schema itself holds.
-    return validator_class(schema)
+    return None, validator_class(schema)
 
 
 def _as_list(value: Any, name: str) -> list[Any]:

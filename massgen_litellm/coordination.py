@@ -10,17 +10,21 @@ returns a `NewAnswer` or a `Vote`. Rules:
 * a turn's result is checked against the view it was given: a vote cast on a view that has since changed is void
   (the agent goes again at once), a new answer always stands. In-flight calls are never cancelled, because a
   cancelled call is still billed and its answer would be lost;
+* when round one closes with every active agent's first answer the same (the same calls of the caller's tools with
+  equal arguments, compared as parsed JSON; or the same text after whitespace and case normalisation), no vote
+  could change the outcome, so the run ends there (unanimous), unless `skip_voting_when_unanimous` is off;
 * the run ends when every active agent holds a valid vote (consensus), when no agent can act any more
   (turn limit, or budget when the run's caps stopped some), when the wall clock runs out (timeout) or when every
   agent has failed;
 * the winner has the most valid votes, ties going to the agent listed first. With no valid votes at all, the
   most recent answer written after seeing others' wins (its author had seen them); if every answer was written
-  alone, the one that agrees most with the others wins.
+  alone, the one that agrees most with the others wins. A unanimous run is won by the first agent listed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -143,10 +147,13 @@ class AgentState:
     turn_began: float | None = None  # while in a turn
 
 
-EndReason = Literal["consensus", "turn_limit", "budget", "timeout", "all_failed"]
-# How the winner was chosen: by the valid votes; with none, the latest answer written after seeing others'; with
-# none of those either, the independent answer the others agree with most.
-ChosenBy = Literal["votes", "latest_informed", "most_agreed"]
+# Why a run ended: every active agent voted; every active agent's first answer was the same; no agent could take
+# another turn (its own limit, or the run's caps); the run's time ran out; every agent failed.
+EndReason = Literal["consensus", "unanimous", "turn_limit", "budget", "timeout", "all_failed"]
+# How the winner was chosen: by the valid votes; all first answers the same (the first agent listed wins); with no
+# valid vote, the latest answer written after seeing others'; with none of those either, the independent answer
+# the others agree with most.
+ChosenBy = Literal["votes", "unanimous", "latest_informed", "most_agreed"]
 
 
 @dataclass
@@ -176,6 +183,8 @@ class Limits:
     round_timeout_grace: float = 0.0
     # Each agent sees the answers in an order rotated by its own position, so no answer is first for everyone.
     counterbalance: bool = False
+    # End the run when round one closes with every active agent's first answer the same (see the module's rules).
+    skip_voting_when_unanimous: bool = True
 
 
 class Coordinator:
@@ -202,6 +211,8 @@ class Coordinator:
         # Set (and replaced) on every change that may let a waiting agent go on; see _notify.
         self._changed = asyncio.Event()
         self._settled = asyncio.Event()
+        self._unanimous = False
+        self._round_one_judged = False
         self._round_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> Outcome:
@@ -221,6 +232,9 @@ class Coordinator:
                 task.cancel()
             # Wait for the cancellations so no call outlives the run; agent loops record their own errors.
             await asyncio.gather(*tasks, return_exceptions=True)
+            for state in self._agents.values():
+                if state.status == "working":  # waiting for a turn when the run ended (a unanimous one)
+                    state.status = "stopped"
         return self._outcome(end_reason)
 
     def _now(self) -> float:
@@ -233,15 +247,14 @@ class Coordinator:
     async def _agent_loop(self, agent_id: str) -> None:
         state = self._agents[agent_id]
         try:
-            while True:
+            while not self._settled.is_set():  # once settled, no new turn: the run is ending
                 if state.status == "voted" or (state.answers and self._first_round_open()):
                     changed = self._changed
                     await changed.wait()
                     continue
                 if state.turns >= self._limits.max_turns_per_agent:
                     state.status = "exhausted"
-                    self._notify()
-                    self._check_settled()
+                    self._agent_gone()
                     return
                 view = View(
                     version=self._version,
@@ -262,8 +275,7 @@ class Coordinator:
                     state.out_of_budget = True
                     state.error = str(exc)
                     self._emit("turn_failed", agent_id, detail=str(exc))
-                    self._notify()
-                    self._check_settled()
+                    self._agent_gone()
                     return
                 finally:
                     state.busy += time.monotonic() - began
@@ -280,8 +292,7 @@ class Coordinator:
             state.status = "failed"
             state.error = str(exc) if isinstance(exc, AgentFailed) else f"{type(exc).__name__}: {exc}"
             self._emit("agent_failed", agent_id, detail=state.error)
-            self._notify()
-            self._check_settled()
+            self._agent_gone()
 
     def _apply(self, agent_id: str, view: View, action: Action) -> None:
         state = self._agents[agent_id]
@@ -304,6 +315,8 @@ class Coordinator:
                 self._agents[voter].status = "working"
             self._valid.clear()
             self._emit("answer", agent_id, target=label, detail=action.as_shown)
+            if self._judge_round_one():
+                return
             if not self._first_round_open():
                 self._start_round(self._limits.subsequent_round_timeout)
             self._notify()
@@ -368,6 +381,35 @@ class Coordinator:
             state.status == "working" and not state.answers and not state.late for state in self._agents.values()
         )
 
+    def _agent_gone(self) -> None:
+        """An agent can take no more turns (failed, or out of turns or budget): that may close round one."""
+        if self._judge_round_one():
+            return
+        self._notify()
+        self._check_settled()
+
+    def _judge_round_one(self) -> bool:
+        """Called wherever round one may have closed; once it has, ends the run if it closed unanimous (and says so).
+
+        Unanimous: every agent not failed or out of turns answered exactly once (a late agent's answer is still to
+        come and could differ), at least two did, all the same, and nobody voted (a vote means somebody judged
+        already). Nobody is woken for another turn: no call is started for a vote that could not change the outcome.
+        """
+        if self._round_one_judged or self._first_round_open():
+            return False
+        self._round_one_judged = True
+        if not self._limits.skip_voting_when_unanimous or self._votes:
+            return False
+        states = self._agents.items()
+        if any(state.answers != 1 and state.status not in ("failed", "exhausted") for _, state in states):
+            return False
+        answers = [self._latest[agent_id] for agent_id, state in states if state.answers]
+        if len(answers) < 2 or not all(_same(answers[0], other) for other in answers[1:]):
+            return False
+        self._unanimous = True
+        self._settled.set()
+        return True
+
     def _notify(self) -> None:
         """Wake the agents waiting for a change: a new answer, or an agent gone (which may close round one)."""
         self._changed.set()
@@ -386,6 +428,8 @@ class Coordinator:
             self._settled.set()
 
     def _end_reason(self) -> EndReason:
+        if self._unanimous:
+            return "unanimous"
         statuses = [state.status for state in self._agents.values()]
         if all(status == "failed" for status in statuses):
             return "all_failed"
@@ -401,7 +445,9 @@ class Coordinator:
             tally[vote.target] += 1
         winner: str | None = None
         chosen_by: ChosenBy | None = None
-        if any(tally.values()):
+        if self._unanimous:
+            winner, chosen_by = next(iter(self._answers_in_agent_order())), "unanimous"
+        elif any(tally.values()):
             # max() keeps the first of equals, and the tally is in agent order: ties go to the agent listed first.
             winner, chosen_by = max(tally, key=lambda agent_id: tally[agent_id]), "votes"
         elif any(answer.informed for answer in self._answers):
@@ -432,6 +478,40 @@ async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
     finally:
         waiter.cancel()
     return bool(done)
+
+
+def _same(one: NewAnswer, other: NewAnswer) -> bool:
+    """The same answer: the same calls of the caller's tools in the same order, arguments equal as parsed JSON (so
+    `{"a": 1, "b": 2}` is `{"b":2,"a":1}`); or, for text answers, the same text up to whitespace and case."""
+    if one.tool_calls or other.tool_calls:
+        return len(one.tool_calls) == len(other.tool_calls) and all(
+            a.name == b.name and _parsed(a.arguments) == _parsed(b.arguments)
+            for a, b in zip(one.tool_calls, other.tool_calls, strict=True)
+        )
+    return _normalised(one.content) == _normalised(other.content)
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _parsed(arguments: str) -> object:
+    """Arguments as parsed JSON, with true/false kept apart from 1/0 (Python's True == 1); text that does not
+    parse is compared as written."""
+    try:
+        return _tagged(json.loads(arguments or "{}"))
+    except (ValueError, RecursionError):
+        return arguments
+
+
+def _tagged(value: object) -> object:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, dict):
+        return {key: _tagged(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tagged(item) for item in value]
+    return value
 
 
 _WORD = re.compile(r"\w+")

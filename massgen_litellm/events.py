@@ -32,15 +32,25 @@ def describe_event(event: Event, max_turns: int) -> str:
         return f"{who} failed and was dropped: {event.detail}\n"
     if event.kind == "late":
         return f"{who} is late: {event.detail}\n"
-    reasons = {
-        "consensus": "every agent has voted",
-        "turn_limit": f"the agents reached their limit of {max_turns} turns",
-        "budget": "the run used up its calls or tokens (max_calls, max_run_tokens)",
-        "timeout": "the run timed out",
-        "all_failed": "every agent failed",
-    }
     winner = f"{event.target}'s answer was chosen" if event.target else "no answer"
-    return f"Done, {reasons.get(event.detail, event.detail)}: {winner}.\n\n"
+    return f"Done, {end_reason_text(event.detail, max_turns)}: {winner}.\n\n"
+
+
+def end_reason_text(reason: str, max_turns: int | None = None) -> str:
+    """Why a run ended (a `coordination.EndReason`), in words, for the progress lines, the live view and the report;
+    a reason it does not know (from a newer record) as it is."""
+    limit = f"their limit of {max_turns} turns" if max_turns else "their turn limit"
+    return _END_REASONS.get(reason, reason).format(limit=limit)
+
+
+_END_REASONS: dict[str, str] = {
+    "consensus": "every agent has voted",
+    "unanimous": "every agent gave the same first answer, so no vote was needed",
+    "turn_limit": "the agents reached {limit}",
+    "budget": "the run used up its calls or tokens (max_calls, max_run_tokens)",
+    "timeout": "the run timed out",
+    "all_failed": "every agent failed",
+}
 
 
 def shorten(text: str, limit: int) -> str:

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .events import shorten
+from .events import end_reason_text, shorten
 
 _PREVIEW = 220
 _STYLE = {"working": "yellow", "answered": "cyan", "voted": "green", "failed": "red", "done": "dim"}
@@ -53,9 +53,8 @@ class LiveView:
             return
         if kind == "done":
             target = event.get("target")
-            self.outcome = (
-                f"{event.get('detail')}: {target} presents" if target else f"{event.get('detail')}: no answer"
-            )
+            reason = str(event.get("detail") or "")
+            self.outcome = f"{reason} ({end_reason_text(reason)}): {target or 'no answer'}"
             return
         agent = self.agents.get(str(who))
         if agent is None:

@@ -9,15 +9,18 @@ after such a run, on a thread of their own, and the trim does nothing where the 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import threading
 from functools import cache
+from typing import Any
 
 
 @cache
-def _trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _trim() -> Any:
+    """glibc's `malloc_trim`, or None. ctypes is loaded here, by the first run that needs it, not with the package."""
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     try:
         return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None

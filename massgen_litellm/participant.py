@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import litellm
 
@@ -22,7 +22,6 @@ from .config import AgentConfig, Protocol
 from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
 from .errors import redact
-from .mcp_tools import ToolBox
 from .output_limits import OUTPUT_PARAMS, fit_output
 from .protocol import (
     Malformed,
@@ -36,6 +35,9 @@ from .protocol import (
     turn_messages,
 )
 from .record import CallInfo, CallKind
+
+if TYPE_CHECKING:
+    from .mcp_tools import ToolBox  # loaded by the first run that has MCP servers (run.py)
 
 
 def pick_protocol(config: AgentConfig) -> Protocol:

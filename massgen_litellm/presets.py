@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ PRESETS_DIR_ENV = "MASSGEN_PRESETS_DIR"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
+@functools.cache
 def shipped_presets_dir() -> Path:
     """Inside an installed wheel the presets sit in the package; in a source checkout, at the top of the repo."""
     packaged = Path(__file__).with_name("presets")
@@ -75,20 +77,30 @@ class PresetStore:
             raise MassGenInputError(
                 f"preset name {name!r} is not allowed: use letters, digits, '-' and '_' only, for example massgen/build"
             )
-        files = self.files()
-        if name not in files:
-            available = ", ".join(sorted(files)) or "none"
+        path = self._find(name)
+        if path is None:
+            available = ", ".join(sorted(self.files())) or "none"
             raise MassGenInputError(
                 f"unknown preset {name!r}. Available presets: {available}. "
                 f"Add your own as {name}.yaml in a directory named by {PRESETS_DIR_ENV}."
             )
-        preset = load_preset_file(files[name])
+        preset = load_preset_file(path)
         try:
             return preset.with_context_paths(self.context_paths)
         except ValidationError as exc:
             raise MassGenInputError(
                 f"preset {name} with the context paths given: {describe_validation_error(exc, Preset, 'preset')}"
             ) from None
+
+    def _find(self, name: str) -> Path | None:
+        """The file `files()` would give for `name`, found without listing every directory (this runs per request)."""
+        for directory in reversed(self.directories()):
+            # files() takes a directory's files in sorted order, so of name.yaml and name.yml the later wins.
+            for suffix in (".yml", ".yaml"):
+                path = directory / f"{name}{suffix}"
+                if path.is_file():
+                    return path
+        return None
 
 
 def load_preset_file(path: Path) -> Preset:
@@ -107,6 +119,13 @@ def load_preset_file(path: Path) -> Preset:
         raise MassGenInputError(f"preset file {name} cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise MassGenInputError(f"preset file {name} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return _parse(name, text)
+
+
+# A preset is read on every request; parsing and validating it is most of a request's set-up. Keyed by the file's
+# text, so an edited file is parsed again at once; a Preset is frozen, so requests may share one.
+@functools.lru_cache(maxsize=64)
+def _parse(name: str, text: str) -> Preset:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+from .events import end_reason_text
 from .record import RunRecord
 
 _KIND_COLOUR = {"turn": "#4c78a8", "retry": "#f58518", "present": "#54a24b"}
@@ -29,7 +30,8 @@ def render(record: RunRecord) -> str:
     summary = [
         f"started {escape(record.started_at)}",
         f"{record.duration_seconds:.2f} s",
-        f"ended by {escape(record.end_reason)}",
+        f"ended by {escape(record.end_reason)} ({escape(end_reason_text(record.end_reason))})",
+        f"chosen by {escape(record.chosen_by or 'nothing')}",
         f"{record.usage.total_tokens:,} tokens ({record.usage.prompt_tokens:,} prompt)",
         f"${record.cost:.6f}" + (f" ({record.unpriced_calls} unpriced calls)" if record.unpriced_calls else ""),
         f"{len(record.calls)} calls",

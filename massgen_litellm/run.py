@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from . import memory, stops
 from .budget import Budget
@@ -17,11 +18,14 @@ from .config import McpServer
 from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
-from .mcp_tools import ToolBox
 from .participant import Participant
 from .protocol import presentation_messages
 from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, ToolCallInfo, ToolWorkInfo, UsageInfo, VoteInfo
 from .request import RunRequest
+
+if TYPE_CHECKING:
+    from .config import McpServer
+    from .mcp_tools import ToolBox
 
 logger = logging.getLogger("massgen_litellm")
 
@@ -88,7 +92,7 @@ class Run:
                 max_answer_chars=options.max_answer_chars,
                 note=self.notes.append,
                 contract=request.contract,
-                toolbox=self._toolbox(servers),
+                toolbox=self._toolbox(servers) if servers else None,
                 max_tool_calls=options.max_tool_calls_per_turn,
                 voting_sensitivity=options.voting_sensitivity,
                 novelty=options.answer_novelty_requirement,
@@ -100,9 +104,10 @@ class Run:
             )
         }
 
-    def _toolbox(self, servers: list[McpServer]) -> ToolBox | None:
-        if not servers:
-            return None
+    def _toolbox(self, servers: list[McpServer]) -> ToolBox:
+        # The MCP client is loaded by the first run whose preset declares servers, not with the package.
+        from .mcp_tools import ToolBox
+
         options = self.request.options
         start_timeout = min(options.server_start_timeout, options.run_timeout)
         return ToolBox(servers, options.tool_timeout, options.tool_result_chars, start_timeout)
@@ -124,6 +129,7 @@ class Run:
             subsequent_round_timeout=options.subsequent_round_timeout_seconds,
             round_timeout_grace=options.round_timeout_grace_seconds,
             counterbalance=options.counterbalance_answer_order,
+            skip_voting_when_unanimous=options.skip_voting_when_unanimous,
         )
 
         def observe(event: Event) -> None:

@@ -1,7 +1,8 @@
 """The real LiteLLM proxy (`litellm --config ...`) as a subprocess on a free loopback port.
 
-It serves `tests/proxy_config.yaml` with the presets in `tests/proxy_presets/`, whose participants are plain
-`openai/<name>` models: `OPENAI_API_BASE` in the proxy's environment sends them to a `LoopbackServer`.
+It serves `tests/proxy_config.yaml` with the presets in `tests/proxy_presets/` (or another directory: `presets`),
+whose participants are plain `openai/<name>` models: `OPENAI_API_BASE` in the proxy's environment sends them to a
+`LoopbackServer`.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def team(tmp_path: Path) -> Iterator[dict[str, str]]:
         agents = [
             {"model": f"openai/m{i}", "api_base": server.base_url, "api_key": KEY, "protocol": "tools"} for i in (1, 2)
         ]
-        (tmp_path / "team.yaml").write_text(yaml.safe_dump({"agents": agents}))
+        # Both answer alike; the vote round is kept, so the live view and the summary line have votes to show.
+        (tmp_path / "team.yaml").write_text(yaml.safe_dump({"agents": agents, "skip_voting_when_unanimous": False}))
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         yield {**env, "MASSGEN_PRESETS_DIR": str(tmp_path), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 

@@ -155,7 +155,7 @@ async def test_max_answers_per_agent_leaves_only_the_vote():
     seen: list = []
     outcome = await run(
         {
-            a: (lambda view: NewAnswer("again") if view.can_answer else Vote("agent1", "x"))
+            a: (lambda view, a=a: NewAnswer(f"again, says {a}") if view.can_answer else Vote("agent1", "x"))
             for a in ("agent1", "agent2")
         },
         limits=Limits(max_answers_per_agent=1),
@@ -265,7 +265,7 @@ async def test_same_outputs_give_the_same_run():
 
 async def test_events_tell_the_story_in_order():
     events: list[Event] = []
-    await run({a: answer_or_vote("A", "agent1") for a in ("agent1", "agent2")}, events=events)
+    await run({a: answer_or_vote(f"answer of {a}", "agent1") for a in ("agent1", "agent2")}, events=events)
     kinds = [e.kind for e in events]
     assert kinds[-1] == "done" and events[-1].target == "agent1"
     assert kinds.index("answer") < kinds.index("vote")

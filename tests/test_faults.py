@@ -65,7 +65,8 @@ async def test_a_faulty_agent_is_dropped_and_named_and_the_rest_finish(
     server.fake.script("good-b", answer_then_vote("4"))
     server.fake.script("bad", lambda call: reply)
     agents = [entry(server, "good-a"), entry(server, "bad"), entry(server, "good-b")]
-    write_preset(registered, "team", agents, call_timeout=1.0, run_timeout=10)
+    # The healthy two answer alike: with the vote round kept, the run also shows the faulty one never votes.
+    write_preset(registered, "team", agents, call_timeout=1.0, run_timeout=10, skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
 
@@ -116,7 +117,7 @@ async def test_every_fault_beside_two_healthy_agents(server: LoopbackServer, reg
         server.fake.script(name, lambda call, reply=reply: reply)
         agents.append(entry(server, name))
     agents += [{"model": "openai/x", "api_base": REFUSED, "api_key": KEY, "num_retries": 0}, entry(server, "good")]
-    write_preset(registered, "mixed", agents, call_timeout=1.0)
+    write_preset(registered, "mixed", agents, call_timeout=1.0, skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/mixed", messages=QUESTION)
 
@@ -130,7 +131,8 @@ async def test_every_fault_beside_two_healthy_agents(server: LoopbackServer, reg
 async def test_litellm_num_retries_is_honoured_not_reimplemented(server: LoopbackServer, registered: Path) -> None:
     server.fake.script("flaky", sequence(fail(500), answer_then_vote("4")))
     server.fake.script("steady", answer_then_vote("4"))
-    write_preset(registered, "team", [entry(server, "flaky", num_retries=1), entry(server, "steady")])
+    agents = [entry(server, "flaky", num_retries=1), entry(server, "steady")]
+    write_preset(registered, "team", agents, skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     assert response.massgen["agents"][0]["status"] == "voted"
     # One turn, two HTTP requests: LiteLLM's retry, invisible to the coordination.

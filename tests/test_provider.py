@@ -135,7 +135,8 @@ async def test_max_answers_per_agent_then_vote_only(fake, registered):
 
     fake.script("a", keeps_answering)
     fake.script("b", keeps_answering)
-    write_preset(registered, "duo", [agent("a"), agent("b")], max_answers_per_agent=1)
+    # The same answer twice would end the run unanimous, before the vote turns this is about.
+    write_preset(registered, "duo", [agent("a"), agent("b")], max_answers_per_agent=1, skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
     assert [a["answers"] for a in response.massgen["agents"]] == [1, 1]
     later = [c for c in fake.calls if not c.is_presentation][2:]
@@ -157,7 +158,9 @@ async def test_run_timeout_ends_the_run_with_what_exists(fake, registered):
     fake.script("b", answer_then_vote("4"))
     # slow answers, then never finishes its next turn: the votes of a and b decide at the timeout.
     fake.script("slow", sequence(answer("4"), answer("late", delay=30)))
-    write_preset(registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=1.5)
+    write_preset(
+        registered, "team", [agent("a"), agent("b"), agent("slow")], run_timeout=1.5, skip_voting_when_unanimous=False
+    )
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     record = response.massgen
     assert record["duration_seconds"] < 30  # it did not wait for the slow agent's 30 s
@@ -187,7 +190,8 @@ async def test_one_participant_failing_does_not_take_the_run_down(fake, register
     broken = next(a for a in record["agents"] if a["id"] == "agent3")
     assert broken["status"] == "failed"
     assert "upstream exploded" in broken["error"]
-    assert record["end_reason"] == "consensus"
+    # The two left gave the same answer: a failed agent does not stand in the way of that, and the winner presents.
+    assert record["end_reason"] == "unanimous" and record["chosen_by"] == "unanimous"
     assert response.choices[0].message.content == "Final: 4"
 
 
@@ -221,7 +225,7 @@ async def test_twice_malformed_turn_fails_but_the_agent_stays(fake, registered):
     bad_vote = Reply(tool="vote", arguments={"agent_id": "agent9", "reason": "?"})
     fake.script("confused", sequence(answer("4"), bad_vote, bad_vote, answer_then_vote("4")))
     fake.script("b", answer_then_vote("4", delay=0.02))
-    write_preset(registered, "duo", [agent("confused"), agent("b")])
+    write_preset(registered, "duo", [agent("confused"), agent("b")], skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
     confused = response.massgen["agents"][0]
     assert confused["failed_turns"] == 1
@@ -236,7 +240,7 @@ async def test_plain_text_reply_is_an_answer_and_vote_line_is_a_vote(fake, regis
 
     fake.script("a", texter)
     fake.script("b", texter)
-    write_preset(registered, "duo", [agent("a"), agent("b")])
+    write_preset(registered, "duo", [agent("a"), agent("b")], skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
     record = response.massgen
     assert record["answers"][0]["content"] == "It is 4."
@@ -251,7 +255,8 @@ async def test_text_protocol_sends_no_tools(fake, registered):
         return text("VOTE: agent1\nREASON: fine") if call.answers else text("4")
 
     fake.script("plain", texter)
-    write_preset(registered, "plain", [agent("plain", protocol="text"), agent("plain", protocol="text")])
+    agents = [agent("plain", protocol="text"), agent("plain", protocol="text")]
+    write_preset(registered, "plain", agents, skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/plain", messages=QUESTION)
     assert all("tools" not in c.body for c in fake.calls)
     # agent1 sees the answers in agent order (agent2, with counterbalance_answer_order, sees them rotated).

@@ -190,6 +190,24 @@ def test_a_client_may_lower_limits_but_not_raise_them(backend: FakeLLM, proxy: L
     assert response.json()["massgen"]["options"]["max_turns_per_agent"] == 2
 
 
+def test_a_client_may_skip_the_vote_when_unanimous_either_way_within_the_caps(
+    backend: FakeLLM, proxy: LiteLLMProxy
+) -> None:
+    # Either value is the coordination as designed, under the run's caps: on saves the vote round, off runs it as
+    # far as the caps allow and no further (duo keeps the vote; both agents answer "4"; a call reserves 3 of
+    # max_calls, so 9 leave room for the two answers and one vote). Only a boolean is taken.
+    body = {"model": "massgen/duo", "messages": QUESTION, "max_calls": 9, "final": "winner_answer"}
+    on = post(proxy, {**body, "skip_voting_when_unanimous": True}).json()["massgen"]
+    assert on["end_reason"] == "unanimous" and on["options"]["skip_voting_when_unanimous"] is True
+    assert len(backend.calls) == 2
+    backend.calls.clear()
+    off = post(proxy, {**body, "skip_voting_when_unanimous": False}).json()["massgen"]
+    assert off["end_reason"] == "budget" and off["requests_reserved"] <= 9 and len(backend.calls) == 3
+    backend.calls.clear()
+    message = error_of(post(proxy, {**body, "skip_voting_when_unanimous": "sometimes"}))
+    assert "skip_voting_when_unanimous" in message and backend.calls == []
+
+
 def test_max_calls_holds_across_turns_corrections_and_retries(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
     # Three agents that give a malformed reply and then, corrected, a new answer, every turn;
     # a fourth whose provider fails every request (LiteLLM retries it twice). None ever votes.

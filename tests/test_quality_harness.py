@@ -73,12 +73,13 @@ async def test_a_keyed_preset_is_skipped_with_its_reason_and_run_once_its_key_ex
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_API_BASE", BASE)
+    # The three agents answer alike, so each run ends after its first round (unanimous).
     fake.script("gpt-4.1-mini", answer_then_vote("The capital of France is Paris."))
     rows = await evaluate("ensemble", items()[:2])
     out = capsys.readouterr().out
     assert [row["question"] for row in rows] == [item.question for item in items()[:2]]
     assert [row["team"]["right"] for row in rows] == [True, False]  # Paris is right only for the first item
-    assert all(len(row["alone"]) == 3 for row in rows) and rows[0]["team"]["chosen_by"] == "votes"
+    assert all(len(row["alone"]) == 3 for row in rows) and rows[0]["team"]["chosen_by"] == "unanimous"
     assert "| team (massgen/ensemble) | 1/2 " in out and out.count("alone (openai/gpt-4.1-mini) | 1/2 ") == 3
     assert "team against its best member" in out
 

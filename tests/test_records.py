@@ -59,7 +59,7 @@ async def test_an_unwritable_log_dir_costs_a_warning_not_the_answer(fake, regist
 async def test_one_info_line_per_run_and_debug_per_turn(fake, registered, caplog):
     caplog.set_level(logging.DEBUG, logger="massgen_litellm")
     fake.script("a", answer_then_vote("4"))
-    write_preset(registered, "duo", [agent("a"), agent("a")])
+    write_preset(registered, "duo", [agent("a"), agent("a")], skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
 
     ours = [r for r in caplog.records if r.name == "massgen_litellm"]

@@ -24,7 +24,14 @@ QUESTION = [{"role": "user", "content": "Name the capital of France and one fact
 )
 async def test_voting_sensitivity_is_what_agents_are_told(fake, registered, sensitivity, said):
     fake.script("a", answer_then_vote("Paris."))
-    write_preset(registered, "team", [agent("a"), agent("a")], voting_sensitivity=sensitivity, final="winner_answer")
+    write_preset(
+        registered,
+        "team",
+        [agent("a"), agent("a")],
+        voting_sensitivity=sensitivity,
+        final="winner_answer",
+        skip_voting_when_unanimous=False,  # the same answer twice: only then is there a vote turn to read
+    )
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     assert said in next(c for c in fake.calls if c.answers).prompt
     assert response.massgen["options"]["voting_sensitivity"] == sensitivity

@@ -108,7 +108,11 @@ async def test_max_run_tokens_stops_new_calls(fake, registered):
 
 async def test_a_long_reply_is_cut_and_others_see_the_cut(fake, registered):
     fake.script("a", lambda call: vote("agent1") if "agent1" in call.answers else answer("a" * 5000))
-    write_preset(registered, "team", [agent("a"), agent("a")], max_answer_chars=1000, final="winner_answer")
+    agents = [agent("a"), agent("a")]
+    # Kept to the vote round: that is where the others are shown the cut answer.
+    write_preset(
+        registered, "team", agents, max_answer_chars=1000, final="winner_answer", skip_voting_when_unanimous=False
+    )
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
     content = response.choices[0].message.content
     assert content == "a" * 1000 + "\n[cut at 1000 characters]"
