@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 
-from .cli import register, summary_line
-from .conversation import Conversation, error_text
+from .conversation import Conversation, error_text, register
 from .errors import MassGenInputError
-from .live import LiveView
+from .events import summary_line
+from .live import LiveView, for_terminal
 from .presets import PresetStore
 
 PROMPT = "you> "
@@ -51,7 +51,7 @@ class Chat:
 
     def say(self, text: str) -> None:
         """A line of ours on stderr, as written: no markup or highlighting of names and paths in it."""
-        self.err.print(text, markup=False, highlight=False)
+        self.err.print(for_terminal(text), markup=False, highlight=False)
 
     def run(self) -> int:
         self.say(f"massgen/{self.conversation.preset}: ask a question; /help for the commands")
@@ -127,7 +127,7 @@ class Chat:
             return
         finally:
             signal.signal(signal.SIGINT, previous)
-        self.out.print(Markdown(answer))
+        self.out.print(Markdown(for_terminal(answer)))
         if record:
             self.say(summary_line(record))
 

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .events import summary_line
+
 if TYPE_CHECKING:
     from .config import McpServer
-    from .provider import MassGenLLM
 
 PROXY_CONFIG = """\
 model_list:
@@ -113,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if found:  # said now, not as an error on every question the page asks
                     raise ValueError(found[0])
                 # The server's conversations keep this registration: a page, trusted or not, cannot change the paths.
+                from .conversation import register
+
                 register(args.context_path)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
@@ -135,17 +138,6 @@ def add_context_path_option(command: argparse.ArgumentParser) -> None:
 
 def _models(option: str | None) -> list[str] | None:
     return [m.strip() for m in option.split(",") if m.strip()] if option else None
-
-
-def register(context_paths: Sequence[str]) -> MassGenLLM:
-    """Register massgen with LiteLLM for a command, with the command line's context paths; raises ValueError for a
-    malformed one (its message says which)."""
-    import litellm
-
-    from . import register_with_litellm
-
-    litellm.suppress_debug_info = True  # its "Give Feedback" banner would bury our one-line errors
-    return register_with_litellm(context_paths=context_paths)
 
 
 def _presets() -> int:
@@ -284,6 +276,8 @@ def _ask(args: argparse.Namespace) -> int:
     import litellm
     import openai
 
+    from .conversation import register
+
     try:
         register(args.context_path)
     except ValueError as exc:
@@ -321,25 +315,6 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_line(record: dict[str, Any]) -> str:
-    """How a run ended, how its answer was chosen, tokens, cost and time, in one bracketed line."""
-    return (
-        f"[{record['end_reason']}: {_how_chosen(record)}; "
-        f"{record['usage']['total_tokens']} tokens, ${record['cost']:.4f}, {record['duration_seconds']:.1f}s]"
-    )
-
-
-def _how_chosen(record: dict[str, Any]) -> str:
-    winner = record["winner"]
-    if record.get("chosen_by") == "unanimous":
-        return f"every agent gave the same first answer, so {winner}'s was taken without a vote"
-    if record.get("chosen_by") == "latest_informed":
-        return f"no vote counted, so {winner}'s answer won as the latest one written after seeing the others'"
-    if record.get("chosen_by") == "most_agreed":
-        return f"no vote counted, so {winner}'s answer won as the one the other independent answers agree with most"
-    return f"{winner} won the vote {record['tally']}"
-
-
 def _plain(exc: BaseException) -> str:
     """The message without the exception class names LiteLLM puts in front of it."""
     return re.sub(r"^(?:litellm\.\w+: )+", "", str(getattr(exc, "message", None) or exc))
@@ -352,7 +327,7 @@ def _live(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     from rich.live import Live
     from rich.markdown import Markdown
 
-    from .live import LiveView
+    from .live import LiveView, for_terminal
 
     view, parts, record = LiveView(), [], None
     with Live(view, console=Console(stderr=True), refresh_per_second=8):
@@ -363,13 +338,15 @@ def _live(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
             if chunk.choices and chunk.choices[0].delta.content:
                 parts.append(chunk.choices[0].delta.content)
     answer = "".join(parts)
-    Console().print(Markdown(answer))
+    Console().print(Markdown(for_terminal(answer)))
     return answer, record
 
 
 def _lines(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """Off a terminal: the progress lines on stderr, the answer on stdout as it streams."""
+    """Off a terminal: the progress lines on stderr (which may still be one), the answer on stdout as it streams."""
     import litellm
+
+    from .live import for_terminal
 
     parts, record, thinking = [], None, False
     for chunk in litellm.completion(**kwargs, stream=True):
@@ -379,7 +356,7 @@ def _lines(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
             continue
         if getattr(delta, "reasoning_content", None):
             thinking = True
-            print(delta.reasoning_content, end="", file=sys.stderr, flush=True)
+            print(for_terminal(delta.reasoning_content), end="", file=sys.stderr, flush=True)
         if delta.content:
             if thinking:
                 thinking = False

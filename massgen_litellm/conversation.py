@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
 
 from .errors import PROVIDER
-from .provider import EVENT_FIELD, RECORD_FIELD
+from .provider import EVENT_FIELD, RECORD_FIELD, MassGenLLM
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
@@ -154,3 +154,14 @@ def _field(chunk: Any, name: str) -> Any:
 def error_text(exc: BaseException) -> str:
     """An error as one line for a person: the message without the class names LiteLLM puts in front of it."""
     return re.sub(r"^(?:litellm\.\w+: )+", "", str(getattr(exc, "message", None) or exc))
+
+
+def register(context_paths: Sequence[str]) -> MassGenLLM:
+    """Register massgen with LiteLLM for a command, with the command line's context paths; raises ValueError for a
+    malformed one (its message says which)."""
+    import litellm
+
+    from . import register_with_litellm
+
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner would bury our one-line errors
+    return register_with_litellm(context_paths=context_paths)

@@ -5,6 +5,7 @@ unless the client asked for usage, and the event data riding on it would go with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .coordination import Event
 
@@ -63,3 +64,22 @@ def summary(event: Event) -> str:
     """The DEBUG log's line for an event."""
     detail = shorten(event.detail, 80)
     return " ".join(part for part in (event.agent_id or "", event.target or "", detail) if part)
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    """How a run ended, how its answer was chosen, tokens, cost and time, in one bracketed line."""
+    return (
+        f"[{record['end_reason']}: {_how_chosen(record)}; "
+        f"{record['usage']['total_tokens']} tokens, ${record['cost']:.4f}, {record['duration_seconds']:.1f}s]"
+    )
+
+
+def _how_chosen(record: dict[str, Any]) -> str:
+    winner = record["winner"]
+    if record.get("chosen_by") == "unanimous":
+        return f"every agent gave the same first answer, so {winner}'s was taken without a vote"
+    if record.get("chosen_by") == "latest_informed":
+        return f"no vote counted, so {winner}'s answer won as the latest one written after seeing the others'"
+    if record.get("chosen_by") == "most_agreed":
+        return f"no vote counted, so {winner}'s answer won as the one the other independent answers agree with most"
+    return f"{winner} won the vote {record['tally']}"

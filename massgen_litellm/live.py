@@ -18,6 +18,16 @@ from rich.text import Text
 from .events import end_reason_text, shorten
 
 _PREVIEW = 220
+# C0 controls but tab and newline, DEL and C1. An agent's text is data, but rich passes ESC and CSI through, so an
+# answer could move the cursor, clear the screen, retitle the window or hide a line: on a terminal they are dropped.
+_TERMINAL_CONTROLS: dict[int, None] = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def for_terminal(text: str) -> str:
+    """`text` without the control characters a terminal would obey (see `_TERMINAL_CONTROLS`)."""
+    return text.translate(_TERMINAL_CONTROLS)
+
+
 _STYLE = {"working": "yellow", "answered": "cyan", "voted": "green", "failed": "red", "done": "dim"}
 
 
@@ -101,11 +111,11 @@ class LiveView:
         body = Text()
         if agent.answer:
             body.append(f"{agent.label}: ", style="bold")
-            body.append(shorten(agent.answer, _PREVIEW))
+            body.append(shorten(for_terminal(agent.answer), _PREVIEW))
         if agent.vote:
-            body.append(f"\nvote → {agent.vote}", style="green")
+            body.append(f"\nvote → {for_terminal(agent.vote)}", style="green")
         if agent.error:
-            body.append(f"\n{agent.error}", style="red")
+            body.append(f"\n{for_terminal(agent.error)}", style="red")
         title = f"[bold]{agent.id}[/] · {agent.model}"
         state = f"[{_STYLE.get(agent.state, 'white')}]{agent.state}[/] · turn {agent.turns}"
         border = _STYLE.get(agent.state, "white")
