@@ -143,8 +143,9 @@ def build_request(
     preset = store.load(preset_name)
     # What the caller chose itself, as a proxy client's choices are checked: the one-model form chooses only a model.
     chosen = params.get("models")
+    team: list[AgentConfig] | None = None
     if params.get("model") is not None or params.get("num_agents") is not None:
-        params["models"] = _one_model_team(params, preset)
+        team = _one_model_team(params, preset, trusted)
         chosen = [params["model"]] if params.get("model") is not None else None
 
     if params.get("n") not in (None, 1):
@@ -154,21 +155,26 @@ def build_request(
     contract = build_contract(params, trusted)
 
     agents: list[AgentConfig]
-    if params.get("models") is None:
+    if not trusted and chosen is not None:
+        _check_client_models(chosen, preset_name, preset.clients)
+    if team is not None:
+        agents = team
+    elif params.get("models") is None:
         agents = list(preset.agents)
     else:
-        if not trusted and chosen is not None:
-            _check_client_models(chosen, preset_name, preset.clients)
         agents = parse_models(params["models"])
     _check_agents(agents, trusted)
 
     overrides = {name: params[name] for name in RUN_OPTION_NAMES if params.get(name) is not None}
-    if not trusted:
-        _check_client_limits(overrides, preset)
     try:
         options = RunOptions.model_validate({**preset.options().model_dump(), **overrides})
     except ValidationError as exc:
         raise MassGenInputError(f"invalid run option: {describe_validation_error(exc, RunOptions, '')}") from None
+    if not trusted:
+        # Compared as validated: "10000" is 10000 to the model, so it must be 10000 to this check too.
+        _check_client_limits(options, overrides, preset)
+    if isinstance(outer_timeout, (int, float)) and outer_timeout <= 0:
+        raise MassGenInputError(f"timeout must be a positive number of seconds, not {outer_timeout}")
     if outer_timeout and outer_timeout < options.run_timeout:
         # The caller's own timeout bounds the whole call, so the run must end (and answer) before it does.
         options = options.model_copy(update={"run_timeout": float(outer_timeout)})
@@ -279,9 +285,11 @@ SELF_ENSEMBLE = "ensemble"  # the preset whose stances a one-model team takes
 DEFAULT_NUM_AGENTS = 3
 
 
-def _one_model_team(params: Mapping[str, Any], preset: Preset) -> list[dict[str, Any]]:
-    """MassGen's `model` + `num_agents` request keys as a `models` list: the preset's agents (their sampling and
-    stances), taken in turn to make `num_agents` of them, each on `model` (or on its own model if none is given)."""
+def _one_model_team(params: Mapping[str, Any], preset: Preset, trusted: bool) -> list[AgentConfig]:
+    """MassGen's `model` + `num_agents` request keys as a team: the preset's agents taken in turn to make
+    `num_agents` of them. With `model`, each takes its template's sampling and stance on that model (its host and
+    key are the model's own, as for any `models` entry, and a proxy client's model is checked like one). Without,
+    each is its template whole: the operator's host, key and tools. A proxy client may only lower the team's size."""
     if params.get("models") is not None:
         raise MassGenInputError("give either models or model/num_agents, not both")
     model = params.get("model")
@@ -290,12 +298,23 @@ def _one_model_team(params: Mapping[str, Any], preset: Preset) -> list[dict[str,
     count = params.get("num_agents", DEFAULT_NUM_AGENTS if model is not None else len(preset.agents))
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_AGENTS:
         raise MassGenInputError(f"num_agents must be a whole number from 1 to {MAX_AGENTS}")
-    team = []
-    for index in range(count):
-        template = preset.agents[index % len(preset.agents)]
-        entry = template.model_dump(include={"system_message", *SAMPLING_PARAMS, "protocol"}, exclude_none=True)
-        team.append({**entry, "model": model or template.model})
-    return team
+    if not trusted and params.get("num_agents") is not None and count > len(preset.agents):
+        raise MassGenInputError(
+            f"num_agents={count} is above this preset's {len(preset.agents)} agents: a request through the proxy may "
+            "only lower it"
+        )
+    templates = [preset.agents[index % len(preset.agents)] for index in range(count)]
+    if model is None:
+        return list(templates)
+    return parse_models(
+        [
+            {
+                **t.model_dump(include={"system_message", *SAMPLING_PARAMS, "protocol"}, exclude_none=True),
+                "model": model,
+            }
+            for t in templates
+        ]
+    )
 
 
 def _merge_params(optional_params: Mapping[str, Any]) -> dict[str, Any]:
@@ -375,19 +394,20 @@ def _check_client_models(models: Any, preset_name: str, policy: ClientPolicy) ->
                 )
 
 
-def _check_client_limits(overrides: Mapping[str, Any], preset: Preset) -> None:
-    """A proxy client may lower the preset's limits (a cheaper run), never raise them."""
+def _check_client_limits(options: RunOptions, overrides: Mapping[str, Any], preset: Preset) -> None:
+    """A proxy client may lower the preset's limits (a cheaper run), never raise them. `options` are the validated
+    values of the `overrides` the client sent (so a number sent as a string is compared as the number it became)."""
     for name in LIMIT_OPTIONS:
-        value = overrides.get(name)
-        if value is None:
+        if name not in overrides:
             continue
+        value = getattr(options, name)
         ceiling = getattr(preset, name)
         if ceiling is None:  # unlimited in the preset: any value is tighter
             continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
+        if value is not None and value > ceiling:
             raise MassGenInputError(
-                f"{name}={value} is above this preset's {ceiling}: a request through the proxy may only lower the "
-                "preset's limits"
+                f"{name}={overrides[name]} is above this preset's {ceiling}: a request through the proxy may only "
+                "lower the preset's limits"
             )
 
 

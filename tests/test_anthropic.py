@@ -107,7 +107,7 @@ async def test_a_claude_team_answers_votes_and_presents_with_the_usage_it_report
     claude, _ = wires
     claude.script(SONNET, answer_then_vote("4"))
     claude.script(HAIKU, answer_then_vote("4"))
-    write_preset(registered, "claude", [member(SONNET), member(HAIKU)])
+    write_preset(registered, "claude", [member(SONNET), member(HAIKU)], skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION)
 
@@ -129,7 +129,7 @@ async def test_a_mixed_team_streams_the_claude_winners_presentation(wires, regis
     claude, openai = wires
     claude.script(SONNET, answer_then_vote("Four, because two and two make four."))
     openai.script("gpt", answer_then_vote("4"))
-    write_preset(registered, "mixed", [member(SONNET), agent("gpt", protocol="auto")])
+    write_preset(registered, "mixed", [member(SONNET), agent("gpt", protocol="auto")], skip_voting_when_unanimous=False)
 
     stream = await litellm.acompletion(model="massgen/mixed", messages=QUESTION, stream=True)
     pieces = [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
@@ -147,7 +147,7 @@ async def test_claude_agents_propose_a_call_of_the_clients_tool(claude, register
         return Reply(tool="get_weather", arguments={"city": "Paris"})
 
     claude.script(SONNET, script)
-    write_preset(registered, "claude", [member(SONNET), member(SONNET)])
+    write_preset(registered, "claude", [member(SONNET), member(SONNET)], skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION, tools=[WEATHER])
 
@@ -159,7 +159,7 @@ async def test_claude_agents_propose_a_call_of_the_clients_tool(claude, register
 
 async def test_a_conversation_with_tool_results_reaches_claude_as_tool_blocks(claude, registered):
     claude.script(SONNET, answer_then_vote("Yes: rain all afternoon."))
-    write_preset(registered, "claude", [member(SONNET), member(SONNET)])
+    write_preset(registered, "claude", [member(SONNET), member(SONNET)], skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/claude", messages=TOOL_HISTORY, tools=[WEATHER])
 
@@ -183,7 +183,9 @@ async def test_response_format_is_honoured_on_the_anthropic_wire(claude, registe
 
     claude.script(SONNET, script)
     extra = {"thinking": thinking} if thinking else {}
-    write_preset(registered, "claude", [member(SONNET, **extra), member(SONNET, **extra)])
+    write_preset(
+        registered, "claude", [member(SONNET, **extra), member(SONNET, **extra)], skip_voting_when_unanimous=False
+    )
     schema = {
         "type": "object",
         "properties": {"answer": {"type": "integer"}, "sure": {"type": "boolean"}},
@@ -209,7 +211,13 @@ async def test_claude_agents_use_their_own_mcp_tools(claude, registered, thinkin
     pytest.importorskip("mcp", reason="MCP tools need the `tools` extra: pip install -e '.[test,tools]'")
     claude.script(SONNET, answers_then_votes_with_own_tool)
     extra = {"thinking": thinking} if thinking else {}
-    write_preset(registered, "claude", [member(SONNET, **extra), member(SONNET, **extra)], mcp_servers=[OWN])
+    write_preset(
+        registered,
+        "claude",
+        [member(SONNET, **extra), member(SONNET, **extra)],
+        mcp_servers=[OWN],
+        skip_voting_when_unanimous=False,
+    )
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION)
 
@@ -242,7 +250,12 @@ async def test_a_thinking_agents_corrective_retry_carries_its_thinking(registere
         return answer("4")
 
     claude.script(SONNET, script)
-    write_preset(registered, "claude", [member(SONNET, thinking=THINKING), member(SONNET, thinking=THINKING)])
+    write_preset(
+        registered,
+        "claude",
+        [member(SONNET, thinking=THINKING), member(SONNET, thinking=THINKING)],
+        skip_voting_when_unanimous=False,
+    )
     with respx.mock(assert_all_mocked=True) as router:
         router.post(f"{anthropic_messages.BASE}{anthropic_messages.PATH}").mock(side_effect=claude.handle)
         response = await litellm.acompletion(model="massgen/claude", messages=QUESTION)
@@ -259,7 +272,12 @@ async def test_a_thinking_agents_corrective_retry_carries_its_thinking(registere
 
 async def test_thinking_agents_answer_a_conversation_that_holds_a_tool_call_and_present_it(claude, registered):
     claude.script(SONNET, answer_then_vote("Yes: rain all afternoon."))
-    write_preset(registered, "claude", [member(SONNET, thinking=THINKING), member(SONNET, thinking=THINKING)])
+    write_preset(
+        registered,
+        "claude",
+        [member(SONNET, thinking=THINKING), member(SONNET, thinking=THINKING)],
+        skip_voting_when_unanimous=False,
+    )
 
     stream = await litellm.acompletion(model="massgen/claude", messages=TOOL_HISTORY, tools=[WEATHER], stream=True)
     content = "".join([c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content])
@@ -344,7 +362,7 @@ def test_a_claude_team_over_a_real_socket(registered):
     with LoopbackServer(FakeAnthropic()) as server:
         server.fake.script(SONNET, answer_then_vote("4"))
         entry = {"model": f"anthropic/{SONNET}", "api_base": server.base_url, "api_key": "any-key-will-do"}
-        write_preset(registered, "net", [entry, {**entry, "thinking": THINKING}])
+        write_preset(registered, "net", [entry, {**entry, "thinking": THINKING}], skip_voting_when_unanimous=False)
         response = litellm.completion(model="massgen/net", messages=QUESTION)
     assert response.choices[0].message.content == "Final: 4"
     assert not server.fake.refusals and len(server.fake.calls) == len(response.massgen["calls"])
@@ -414,7 +432,7 @@ async def test_a_claude_agent_whose_history_is_refused_fails_and_is_not_switched
     )
     claude.script(SONNET, answer_then_vote("4"))
     claude.script(HAIKU, lambda call: fail(400, order))
-    write_preset(registered, "claude", [member(SONNET), member(HAIKU)])
+    write_preset(registered, "claude", [member(SONNET), member(HAIKU)], skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION)
 
@@ -430,7 +448,9 @@ async def test_a_claude_agent_whose_history_is_refused_fails_and_is_not_switched
 async def test_a_clients_max_tokens_bounds_only_the_presentation(claude, registered):
     long = "Four. " * 400
     claude.script(SONNET, answer_then_vote(long))
-    write_preset(registered, "claude", [member(SONNET), member(SONNET, max_tokens=5000)])
+    write_preset(
+        registered, "claude", [member(SONNET), member(SONNET, max_tokens=5000)], skip_voting_when_unanimous=False
+    )
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION, max_tokens=300)
 
@@ -446,7 +466,9 @@ async def test_a_clients_max_tokens_bounds_only_the_presentation(claude, registe
 async def test_a_verbatim_answer_is_not_cut_by_the_clients_max_tokens(claude, registered):
     long = "Four. " * 400
     claude.script(SONNET, answer_then_vote(long))
-    write_preset(registered, "claude", [member(SONNET), member(SONNET)], final="winner_answer")
+    write_preset(
+        registered, "claude", [member(SONNET), member(SONNET)], final="winner_answer", skip_voting_when_unanimous=False
+    )
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION, max_tokens=5)
 
@@ -456,7 +478,9 @@ async def test_a_verbatim_answer_is_not_cut_by_the_clients_max_tokens(claude, re
 
 async def test_no_call_asks_for_more_output_than_the_model_gives_and_the_record_says_so(claude, registered):
     claude.script(SONNET, answer_then_vote("4"))
-    write_preset(registered, "claude", [member(SONNET, max_tokens=200_000), member(SONNET)])
+    write_preset(
+        registered, "claude", [member(SONNET, max_tokens=200_000), member(SONNET)], skip_voting_when_unanimous=False
+    )
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION, max_completion_tokens=100_000)
 
@@ -478,7 +502,12 @@ async def test_a_thinking_presenters_budget_stays_below_the_clients_max_tokens(
 ):
     claude.script(SONNET, answer_then_vote("4"))
     own = {"type": "enabled", "budget_tokens": 4096}
-    write_preset(registered, "claude", [member(SONNET, thinking=own), member(SONNET, thinking=own)])
+    write_preset(
+        registered,
+        "claude",
+        [member(SONNET, thinking=own), member(SONNET, thinking=own)],
+        skip_voting_when_unanimous=False,
+    )
 
     response = await litellm.acompletion(model="massgen/claude", messages=QUESTION, max_tokens=client_max)
 
@@ -492,7 +521,7 @@ async def test_a_thinking_presenters_budget_stays_below_the_clients_max_tokens(
 def test_a_proxy_clients_max_tokens_reaches_only_the_presentation_and_stays_bounded(tmp_path: Path):
     presets = tmp_path / "presets"
     presets.mkdir()
-    write_preset(presets, "team", [member(SONNET)])
+    write_preset(presets, "team", [member(SONNET)], skip_voting_when_unanimous=False)
     store = PresetStore([presets])
     request = build_request("team", QUESTION, {"max_tokens": 1_000_000, "temperature": 0.5}, store, trusted=False)
     assert request.presentation_params == {"max_tokens": 1_000_000} and request.sampling == {"temperature": 0.5}

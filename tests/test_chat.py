@@ -64,7 +64,7 @@ def env(fake: FakeLLM, tmp_path: Path) -> dict[str, str]:
             {"model": f"openai/{m}", "api_base": fake.base_url, "api_key": KEY, "protocol": "tools"}  # type: ignore[attr-defined]
             for m in models
         ]
-        (presets / f"{name}.yaml").write_text(yaml.safe_dump({"agents": agents}))
+        (presets / f"{name}.yaml").write_text(yaml.safe_dump({"agents": agents, "skip_voting_when_unanimous": False}))
     plain = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     return {**plain, "MASSGEN_PRESETS_DIR": str(presets), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TERM": "xterm"}
 

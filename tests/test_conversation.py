@@ -16,7 +16,7 @@ from tests.proxy import MASTER_KEY, LiteLLMProxy
 
 
 async def test_a_follow_up_carries_the_first_exchange(fake, registered):
-    write_preset(registered, "duo", [agent("a"), agent("b")])
+    write_preset(registered, "duo", [agent("a"), agent("b")], skip_voting_when_unanimous=False)
     fake.script("a", answer_then_vote("Paris"))
     fake.script("b", answer_then_vote("Paris"))
     conversation = Conversation("duo")
@@ -49,7 +49,7 @@ async def test_a_follow_up_carries_the_first_exchange(fake, registered):
 
 
 async def test_an_untrusted_conversation_is_held_to_the_clients_rules(fake, registered):
-    write_preset(registered, "duo", [agent("a"), agent("b")])
+    write_preset(registered, "duo", [agent("a"), agent("b")], skip_voting_when_unanimous=False)
     fake.script("a", answer_then_vote("4"))
     fake.script("b", answer_then_vote("4"))
 
@@ -70,7 +70,7 @@ async def test_cancelling_a_turn_cancels_the_participant_calls(registered):
     backend.script("b", lambda call: answer("four") if not call.answers else vote("agent1", delay=60))
     with LoopbackServer(backend) as server:
         entries = [{**agent(m), "api_base": server.base_url} for m in ("a", "b")]
-        write_preset(registered, "slow", entries)
+        write_preset(registered, "slow", entries, skip_voting_when_unanimous=False)
         conversation = Conversation("slow")
         task = asyncio.create_task(conversation.ask("2 + 2?"))
         await until(lambda: len([c for c in backend.calls if not c.ended]) == 2, 30, "two votes in flight")

@@ -84,7 +84,7 @@ async def ask(model: str, stream: bool, **params: Any) -> tuple[str | None, list
 async def test_a_team_of_gemini_agents(registered, gemini: FakeGemini, stream: bool) -> None:
     gemini.script("gem-a", answer_then_vote("Paris: 18 C, light rain."))
     gemini.script("gem-b", answer_then_vote("Paris: 18 C, light rain."))
-    write_preset(registered, "gems", [gemini_agent("gem-a"), gemini_agent("gem-b")])
+    write_preset(registered, "gems", [gemini_agent("gem-a"), gemini_agent("gem-b")], skip_voting_when_unanimous=False)
 
     content, _, record = await ask("massgen/gems", stream, messages=QUESTION)
 
@@ -108,7 +108,9 @@ async def test_a_mixed_team_of_gemini_and_openai_agents(
     chat, gemini = backends
     chat.script("gpt", answer_then_vote("Paris: 18 C."))
     gemini.script("gem", answer_then_vote("Paris: 18 C, light rain.", for_agent="agent1"))
-    write_preset(registered, "mixed", [agent("gpt", protocol="auto"), gemini_agent("gem")])
+    write_preset(
+        registered, "mixed", [agent("gpt", protocol="auto"), gemini_agent("gem")], skip_voting_when_unanimous=False
+    )
 
     content, _, record = await ask("massgen/mixed", stream, messages=QUESTION)
 
@@ -125,7 +127,7 @@ async def test_a_mixed_team_of_gemini_and_openai_agents(
 async def test_client_tools_and_a_conversation_with_tool_results(registered, gemini: FakeGemini, stream: bool) -> None:
     gemini.script("gem-a", weather_agent)
     gemini.script("gem-b", weather_agent)
-    write_preset(registered, "gems", [gemini_agent("gem-a"), gemini_agent("gem-b")])
+    write_preset(registered, "gems", [gemini_agent("gem-a"), gemini_agent("gem-b")], skip_voting_when_unanimous=False)
 
     _, calls, record = await ask("massgen/gems", stream, messages=QUESTION, tools=[WEATHER])
     assert record["winner"] == "agent1" and record["answers"][0]["tool_calls"][0]["name"] == "get_weather"
@@ -180,7 +182,12 @@ async def test_response_format_reaches_gemini_as_its_json_mode(registered, gemin
     # Models LiteLLM knows to take a schema (for a name it does not know, it sends JSON mode without one).
     gemini.script("gemini-2.5-flash", json_agent)
     gemini.script("gemini-2.5-pro", json_agent)
-    write_preset(registered, "gems", [gemini_agent("gemini-2.5-flash"), gemini_agent("gemini-2.5-pro")])
+    write_preset(
+        registered,
+        "gems",
+        [gemini_agent("gemini-2.5-flash"), gemini_agent("gemini-2.5-pro")],
+        skip_voting_when_unanimous=False,
+    )
     response_format = {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}}
 
     response = await litellm.acompletion(model="massgen/gems", messages=QUESTION, response_format=response_format)
@@ -206,7 +213,7 @@ async def test_a_thinking_gemini_agent_keeps_its_thought_signature_through_a_cor
         return vote("agent1") if "agent1" in call.answers else answer("Paris: 18 C.")
 
     gemini.script("gem-thinker", sloppy, thinking=True)
-    write_preset(registered, "thinker", [gemini_agent("gem-thinker")])
+    write_preset(registered, "thinker", [gemini_agent("gem-thinker")], skip_voting_when_unanimous=False)
 
     response = await litellm.acompletion(model="massgen/thinker", messages=QUESTION)
 
@@ -227,7 +234,7 @@ def test_gemini_agents_over_a_real_socket(registered) -> None:
         server.fake.script("gem-a", answer_then_vote("Paris."))
         server.fake.script("gem-b", answer_then_vote("Paris."), thinking=True)
         entries = [{**gemini_agent(m), "api_base": server.base_url} for m in ("gem-a", "gem-b")]
-        write_preset(registered, "gems", entries)
+        write_preset(registered, "gems", entries, skip_voting_when_unanimous=False)
 
         chunks = list(litellm.completion(model="massgen/gems", messages=QUESTION, stream=True))  # sync, this time
 
@@ -284,7 +291,12 @@ async def test_thinking_gemini_3_agents_on_a_conversation_that_holds_tool_calls(
     placeholder signature for it. Every turn and the presentation go through."""
     for name in ("gemini-3-flash-preview", "gemini-3-pro-preview"):
         gemini.script(name, weather_agent, thinking=True)
-    write_preset(registered, "gems", [gemini_agent("gemini-3-flash-preview"), gemini_agent("gemini-3-pro-preview")])
+    write_preset(
+        registered,
+        "gems",
+        [gemini_agent("gemini-3-flash-preview"), gemini_agent("gemini-3-pro-preview")],
+        skip_voting_when_unanimous=False,
+    )
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
     messages = [
         *QUESTION,

@@ -42,7 +42,7 @@ PARIS = "Paris is the capital of France."
 def duo(fake: FakeLLM, registered: Path, content: str = PARIS, **options: Any) -> None:
     fake.script("a", answer_then_vote(content))
     fake.script("b", answer_then_vote(content, delay=0.01))
-    write_preset(registered, "team", [agent("a"), agent("b")], **options)
+    write_preset(registered, "team", [agent("a"), agent("b")], **options, skip_voting_when_unanimous=False)
 
 
 class Seen(CustomLogger):
@@ -97,7 +97,7 @@ async def test_user_and_the_callers_metadata_reach_every_participant_call(fake, 
     # Models of OpenAI's catalog: LiteLLM sends `user` on to those only (other OpenAI-compatible servers may refuse it).
     fake.script("gpt-4o-mini", answer_then_vote(PARIS))
     fake.script("gpt-4o", answer_then_vote(PARIS, delay=0.01))
-    write_preset(registered, "team", [agent("gpt-4o-mini"), agent("gpt-4o")])
+    write_preset(registered, "team", [agent("gpt-4o-mini"), agent("gpt-4o")], skip_voting_when_unanimous=False)
     metadata = {
         "trace_id": "trace-1",
         "session_id": "session-1",
@@ -210,7 +210,7 @@ def thinking_duo(fake: FakeLLM, registered: Path) -> None:
 
     fake.script("a", thinking(7))
     fake.script("b", thinking(11))
-    write_preset(registered, "team", [agent("a"), agent("b")])
+    write_preset(registered, "team", [agent("a"), agent("b")], skip_voting_when_unanimous=False)
 
 
 def usage_fields(usage: Any) -> dict[str, Any]:
@@ -270,7 +270,13 @@ async def test_the_responses_bridge_reports_the_same_usage(fake, registered, str
 def failing_team_and_backup(fake: FakeLLM, registered: Path, **options: Any) -> litellm.Router:
     """`team`: every agent fails (the fake has no script for it); `backup`: a plain model that answers."""
     fake.script("backup", lambda call: text("Backup says Paris."))
-    write_preset(registered, "down", [agent("down", num_retries=0), agent("down", num_retries=0)], **options)
+    write_preset(
+        registered,
+        "down",
+        [agent("down", num_retries=0), agent("down", num_retries=0)],
+        **options,
+        skip_voting_when_unanimous=False,
+    )
     backup = {"model": "openai/backup", "api_base": BASE, "api_key": KEY}
     return litellm.Router(
         model_list=[
@@ -604,7 +610,7 @@ async def test_a_request_cannot_choose_the_presets_cache_setting(fake, registere
 async def test_the_callers_timeout_bounds_the_run(fake, registered):
     fake.script("a", answer_then_vote(PARIS))
     fake.script("slow", lambda call: answer("Lyon, probably.", delay=60))
-    write_preset(registered, "team", [agent("a"), agent("slow")], call_timeout=120)
+    write_preset(registered, "team", [agent("a"), agent("slow")], call_timeout=120, skip_voting_when_unanimous=False)
     response = await litellm.acompletion(model="massgen/team", messages=QUESTION, timeout=3)
     record = response.massgen
     assert record["options"]["run_timeout"] == 3, "the run must answer before the caller gives up"
@@ -613,7 +619,12 @@ async def test_the_callers_timeout_bounds_the_run(fake, registered):
 
 
 async def test_the_callers_num_retries_never_runs_a_failed_team_again(fake, registered):
-    write_preset(registered, "down", [agent("down", num_retries=0), agent("down", num_retries=0)])
+    write_preset(
+        registered,
+        "down",
+        [agent("down", num_retries=0), agent("down", num_retries=0)],
+        skip_voting_when_unanimous=False,
+    )
     with pytest.raises(litellm.APIError, match="every participant failed"):
         await litellm.acompletion(model="massgen/down", messages=QUESTION, num_retries=3)
     assert len(fake.calls) == 2, "one run: each agent's one call, not four runs"

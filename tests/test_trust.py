@@ -263,3 +263,38 @@ async def test_coordination_settings_from_a_proxy_client_only_tighten(fake, regi
     options = response.massgen["options"]
     assert options["max_new_answers_global"] == 1 and options["voting_sensitivity"] == "strict"
     assert options["counterbalance_answer_order"] is False
+
+
+@pytest.mark.parametrize("value", [10_000, "10000", "10000.0", 10_000.0])
+async def test_a_limit_sent_as_a_string_is_still_only_lowered(fake, registered, value):
+    # JSON from a client carries strings as they are, and pydantic reads "10000" as 10000: the check must see what
+    # the run would get, not the raw value.
+    write_preset(registered, "team", [agent("a")], max_calls=20)
+    with pytest.raises(litellm.BadRequestError, match=r"max_calls=10000(\.0)? is above this preset's 20"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, max_calls=value, **FROM_PROXY)
+    assert fake.calls == []
+
+
+async def test_num_agents_from_a_proxy_client_only_lowers_the_team_and_keeps_the_operators_agents(
+    fake, registered, monkeypatch
+):
+    monkeypatch.setenv("TEAM_KEY", "sk-test-not-a-real-key")
+    fake.script("a", answer_then_vote("4"))
+    operators = agent("a", api_key="os.environ/TEAM_KEY", extra_headers={"x-team": "ops"})
+    write_preset(registered, "team", [operators, operators], final="winner_answer")
+    with pytest.raises(litellm.BadRequestError, match="num_agents=32 is above this preset's 2 agents"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, num_agents=32, **FROM_PROXY)
+    assert fake.calls == []
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION, num_agents=1, **FROM_PROXY)
+    assert response.choices[0].message.content == "4" and len(response.massgen["agents"]) == 1
+    # The one agent left is the operator's whole: its host (the scripted server), its key and its headers.
+    assert fake.calls and all(c.api_key == "sk-test-not-a-real-key" for c in fake.calls)
+    assert all(c.headers.get("x-team") == "ops" for c in fake.calls)
+
+
+@pytest.mark.parametrize("timeout", [-1, 0])
+async def test_a_timeout_that_is_not_positive_is_a_400(fake, registered, timeout):
+    write_preset(registered, "team", [agent("a")])
+    with pytest.raises(litellm.BadRequestError, match="timeout must be a positive number of seconds"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, timeout=timeout)
+    assert fake.calls == []

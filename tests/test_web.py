@@ -99,7 +99,9 @@ def setup(upstream: LoopbackServer, tmp_path_factory: pytest.TempPathFactory) ->
     agents = [
         {"model": f"openai/{m}", "api_base": upstream.base_url, "api_key": KEY, "protocol": "tools"} for m in MODELS
     ]
-    (presets / "team.yaml").write_text(yaml.safe_dump({"description": "Three scripted agents.", "agents": agents}))
+    (presets / "team.yaml").write_text(
+        yaml.safe_dump({"description": "Three scripted agents.", "agents": agents, "skip_voting_when_unanimous": False})
+    )
     keyed = [{**agents[0], "api_key": "os.environ/MASSGEN_WEB_TEST_UNSET_KEY"}]
     (presets / "keyed.yaml").write_text(yaml.safe_dump({"agents": keyed}))
     logs = root / "runs"
