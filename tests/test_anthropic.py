@@ -36,7 +36,8 @@ HAIKU = "claude-haiku-4-5-20251001"
 SONNET_MAX_OUTPUT = 64_000  # litellm.get_model_info("anthropic/claude-sonnet-4-5-20250929")["max_output_tokens"]
 THINKING = {"type": "enabled", "budget_tokens": 2048}
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
-OWN = {"name": "own", "command": sys.executable, "args": ["-m", "tests.mcp_server"]}
+# A server of its own for each run: a shared one would carry this file's server state into test_mcp_tools.py.
+OWN = {"name": "own", "command": sys.executable, "args": ["-m", "tests.mcp_server"], "per_run": True}
 WEATHER = {
     "type": "function",
     "function": {

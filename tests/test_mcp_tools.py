@@ -202,7 +202,7 @@ async def test_several_calls_in_a_turn_are_bounded_by_max_tool_calls_per_turn(fa
         registered,
         "team",
         [agent("a"), agent("b")],
-        mcp_servers=[OWN],
+        mcp_servers=[{**OWN, "per_run": True}],
         max_tool_calls_per_turn=3,
         final="winner_answer",
     )
