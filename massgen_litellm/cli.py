@@ -316,8 +316,11 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _plain(exc: BaseException) -> str:
-    """The message without the exception class names LiteLLM puts in front of it."""
-    return re.sub(r"^(?:litellm\.\w+: )+", "", str(getattr(exc, "message", None) or exc))
+    """The message without the exception class names LiteLLM puts in front of it, fit for a terminal: it may quote
+    a provider's error body."""
+    from .live import for_terminal
+
+    return for_terminal(re.sub(r"^(?:litellm\.\w+: )+", "", str(getattr(exc, "message", None) or exc)))
 
 
 def _live(kwargs: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:

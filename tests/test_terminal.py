@@ -38,3 +38,10 @@ def test_the_answer_as_markdown_keeps_no_escape():
     screen = rendered(Markdown(for_terminal(HOSTILE)))
     assert "France" in screen and "\x1b" not in screen and "\x9b" not in screen
     assert "\x1b" in rendered(Markdown(HOSTILE))  # what rich alone would have let through
+
+
+def test_an_error_quoting_a_providers_body_is_printed_without_its_escapes():
+    from massgen_litellm.cli import _plain
+
+    message = _plain(Exception(f"litellm.APIError: every participant failed. agent1: {HOSTILE}"))
+    assert message.startswith("every participant failed") and "\x1b" not in message and "\x07" not in message
