@@ -152,13 +152,15 @@ class FakeGemini(FakeLLM):
         return f"gemini/{model}"
 
     def reported_usage(self) -> dict[str, int]:
-        """What the provider said, in OpenAI terms: thoughts are output tokens (they are billed as such)."""
-        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        """What the provider said, in OpenAI terms: thoughts are output tokens (they are billed as such), and they are
+        the reasoning tokens (`completion_tokens_details.reasoning_tokens`), as for `FakeLLM.reported_usage`."""
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0}
         for call in self.calls:
             usage = call.usage or {}
             totals["prompt_tokens"] += usage.get("promptTokenCount", 0)
             totals["completion_tokens"] += usage.get("candidatesTokenCount", 0) + usage.get("thoughtsTokenCount", 0)
             totals["total_tokens"] += usage.get("totalTokenCount", 0)
+            totals["reasoning_tokens"] += usage.get("thoughtsTokenCount", 0)
         return totals
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
