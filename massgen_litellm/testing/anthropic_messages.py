@@ -29,7 +29,6 @@ longer than `max_tokens` is cut there, with `stop_reason: "max_tokens"`, as the 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -43,7 +42,7 @@ from typing import Any
 import httpx
 
 from massgen_litellm.testing import openai_chat
-from massgen_litellm.testing.openai_chat import Reply, Script
+from massgen_litellm.testing.openai_chat import Reply, Script, play
 
 BASE = "http://fake-anthropic.test"  # LiteLLM appends /v1/messages
 KEY = "sk-ant-test-not-a-real-key"
@@ -223,15 +222,7 @@ class FakeAnthropic(openai_chat.FakeLLM):
         script = self.scripts.get(call.model, self.default)
         if script is None:
             return _error(Refused(f"model: {call.model}", 404, "not_found_error"))
-        reply = script(call)
-        try:
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-        except asyncio.CancelledError:
-            call.cancelled = True
-            raise
-        finally:
-            call.ended = time.monotonic()
+        reply = await play(script, call)
         if reply.status != 200:
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(reply.status, "api_error")
             kind = "invalid_request_error" if reply.status == 400 else kind

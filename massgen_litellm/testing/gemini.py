@@ -24,7 +24,6 @@ function-response turn whose count of `functionResponse` parts differs from the 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -35,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from massgen_litellm.testing.openai_chat import CUT_HEADER, Call, FakeLLM, Reply, Script
+from massgen_litellm.testing.openai_chat import CUT_HEADER, Call, FakeLLM, Reply, Script, play
 
 BASE = "http://fake-gemini.test/v1beta"
 KEY = "gemini-test-not-a-real-key"
@@ -185,15 +184,7 @@ class FakeGemini(FakeLLM):
         if call.problems:
             call.ended = time.monotonic()
             return _error(400, "INVALID_ARGUMENT", call.problems[0])
-        reply = script(call)
-        try:
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-        except asyncio.CancelledError:
-            call.cancelled = True
-            raise
-        finally:
-            call.ended = time.monotonic()
+        reply = await play(script, call)
         if reply.status != 200:
             status = {400: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(
                 reply.status, "INTERNAL"

@@ -113,6 +113,21 @@ class Call:
 Script = Callable[[Call], Reply]
 
 
+async def play(script: Script, call: Call) -> Reply:
+    """The script's reply to `call`, after the reply's delay. A client that hangs up meanwhile cancels this: the call
+    is marked `cancelled`, and either way `ended` says when it stopped. Shared by every wire format's backend."""
+    reply = script(call)
+    try:
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+    except asyncio.CancelledError:
+        call.cancelled = True
+        raise
+    finally:
+        call.ended = time.monotonic()
+    return reply
+
+
 def answer_then_vote(content: str, for_agent: str = "agent1", delay: float = 0.0) -> Script:
     """Answer until `for_agent` has answered, then vote for it; present the winning answer. Speaks the protocol it
     is offered: tool calls when the request has tools, the text protocol when it has none."""
@@ -188,15 +203,7 @@ class FakeLLM:
         script = self.scripts.get(call.model, self.default)
         if script is None:
             return httpx.Response(404, json={"error": {"message": f"no such model {call.model}", "type": "invalid"}})
-        reply = script(call)
-        try:
-            if reply.delay:
-                await asyncio.sleep(reply.delay)
-        except asyncio.CancelledError:
-            call.cancelled = True
-            raise
-        finally:
-            call.ended = time.monotonic()
+        reply = await play(script, call)
         if reply.status != 200:
             return httpx.Response(
                 reply.status,
