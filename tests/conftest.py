@@ -20,7 +20,7 @@ import yaml
 
 from massgen_litellm import register_with_litellm
 from massgen_litellm.testing.loopback import LoopbackServer
-from massgen_litellm.testing.openai_chat import BASE, KEY, FakeLLM
+from massgen_litellm.testing.openai_chat import BASE, KEY, Call, FakeLLM, Reply, answer, text, vote
 from tests.proxy import LiteLLMProxy
 
 
@@ -35,6 +35,19 @@ def fake() -> Iterator[FakeLLM]:
 def agent(model: str, protocol: str = "tools", **fields: Any) -> dict[str, Any]:
     """An agent entry for a scripted model."""
     return {"model": f"openai/{model}", "api_base": BASE, "api_key": KEY, "protocol": protocol, **fields}
+
+
+def weather_agent(call: Call) -> Reply:
+    """A client-tool round trip (agent apps, endpoints, Gemini, coding agents): propose get_weather until a
+    result is in the conversation, then answer from it; vote for agent1's answer."""
+    if call.is_presentation:
+        return text(f"Final: {call.answers.get('agent1', '')}")
+    if "agent1" in call.answers:
+        return vote("agent1", "agent1 has it right")
+    results = [m for m in call.messages if m.get("role") == "tool"]
+    if results:
+        return answer(f"In Paris it is {results[-1]['content']}.")
+    return Reply(tool="get_weather", arguments={"city": "Paris"})
 
 
 @pytest.fixture(scope="module")

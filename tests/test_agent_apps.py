@@ -15,6 +15,7 @@ import pytest
 
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, text, vote
+from tests.conftest import weather_agent
 from tests.proxy import MASTER_KEY, LiteLLMProxy
 from tests.test_client_tools import QUESTION, WEATHER
 
@@ -24,18 +25,6 @@ pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are miss
 def get_weather(city: str) -> str:
     """The tool the app runs itself."""
     return {"Paris": "18 C, light rain"}.get(city, "unknown")
-
-
-def weather_agent(call: Call) -> Reply:
-    """Propose get_weather until a result is in the conversation, then answer from it; vote for agent1's answer."""
-    if call.is_presentation:
-        return text(f"Final: {call.answers.get('agent1', '')}")
-    if "agent1" in call.answers:
-        return vote("agent1", "agent1 has it right")
-    results = [m for m in call.messages if m.get("role") == "tool"]
-    if results:
-        return answer(f"In Paris it is {results[-1]['content']}.")
-    return Reply(tool="get_weather", arguments={"city": "Paris"})
 
 
 @pytest.fixture

@@ -32,8 +32,9 @@ import pytest
 
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, answer_then_vote, text, vote
+from tests.conftest import weather_agent
 from tests.proxy import MASTER_KEY, LiteLLMProxy
-from tests.test_agent_apps import get_weather, weather_agent
+from tests.test_agent_apps import get_weather
 from tests.test_client_tools import WEATHER
 
 pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[test,proxy]'")

@@ -19,7 +19,8 @@ import openai
 import pytest
 
 from massgen_litellm.testing.loopback import LoopbackServer
-from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, text, vote
+from massgen_litellm.testing.openai_chat import Call, FakeLLM
+from tests.conftest import weather_agent
 from tests.proxy import MASTER_KEY, LiteLLMProxy
 
 pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[test,proxy]'")
@@ -33,18 +34,6 @@ CHAT_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters
 FINAL = "Final: In Paris it is 18 C, light rain."
 # Words of the progress lines the team streams as reasoning (events.py): none may reach an agent.
 PROGRESS = ("agents at work:", "is working (turn", "'s answer was chosen")
-
-
-def weather_agent(call: Call) -> Reply:
-    """Propose get_weather until a result is in the conversation, then answer from it; vote for agent1's answer."""
-    if call.is_presentation:
-        return text(f"Final: {call.answers.get('agent1', '')}")
-    if "agent1" in call.answers:
-        return vote("agent1", "agent1 has it right")
-    results = [m for m in call.messages if m.get("role") == "tool"]
-    if results:
-        return answer(f"In Paris it is {results[-1]['content']}.")
-    return Reply(tool="get_weather", arguments={"city": "Paris"})
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from massgen_litellm.testing.gemini import KEY as GEMINI_KEY
 from massgen_litellm.testing.gemini import SKIP_SIGNATURE, FakeGemini, GeminiCall
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import BASE, Call, FakeLLM, Reply, answer, answer_then_vote, text, vote
-from tests.conftest import agent, write_preset
+from tests.conftest import agent, weather_agent, write_preset
 
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {
@@ -53,18 +53,6 @@ def backends() -> Iterator[tuple[FakeLLM, FakeGemini]]:
 @pytest.fixture
 def gemini(backends: tuple[FakeLLM, FakeGemini]) -> FakeGemini:
     return backends[1]
-
-
-def weather_agent(call: Call) -> Reply:
-    """Propose get_weather until a result is in the conversation, then answer from it; vote for agent1's answer."""
-    if call.is_presentation:
-        return text(f"Final: {call.answers.get('agent1', '')}")
-    if "agent1" in call.answers:
-        return vote("agent1", "agent1 has it right")
-    results = [m for m in call.messages if m.get("role") == "tool"]
-    if results:
-        return answer(f"In Paris it is {results[-1]['content']}.")
-    return Reply(tool="get_weather", arguments={"city": "Paris"})
 
 
 async def ask(model: str, stream: bool, **params: Any) -> tuple[str | None, list[Any], dict[str, Any]]:
