@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--dialect", choices=["ours", "massgen"], default="ours")
     args = parser.parse_args()
     script = massgen_script(args.latency) if args.dialect == "massgen" else our_script(args.latency)
-    with LoopbackServer(FakeLLM(default=script)) as server:
+    with LoopbackServer(FakeLLM(default=script), keep_alive=True) as server:  # as providers keep connections
         print(server.base_url, flush=True)
         sys.stdin.read()
 

@@ -7,10 +7,10 @@ Any backend with `async handle(httpx.Request) -> httpx.Response`, a `calls` log 
 (`base_url`).
 
 It runs its own event loop on a thread, so the code under test can be sync, async or another process. HTTP/1.1 with
-Content-Length bodies and one request per connection is all OpenAI-compatible clients need from it. A client that
-hangs up while its reply is being prepared cancels the scripted handler, so the call is logged as `cancelled` at the
-moment the socket closed: that is how tests see a cancellation cross a process boundary. `GET /v1/calls` returns the
-call log as JSON (`DELETE` empties it), for clients in another process.
+Content-Length bodies, one request per connection unless `keep_alive`, is all OpenAI-compatible clients need from
+it. A client that hangs up while its reply is being prepared cancels the scripted handler, so the call is logged as
+`cancelled` at the moment the socket closed: that is how tests see a cancellation cross a process boundary.
+`GET /v1/calls` returns the call log as JSON (`DELETE` empties it), for clients in another process.
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ B = TypeVar("B", bound=Backend)
 
 
 class LoopbackServer(Generic[B]):
-    def __init__(self, fake: B) -> None:
+    def __init__(self, fake: B, keep_alive: bool = False) -> None:
+        """`keep_alive`: serve request after request on a connection, as providers do, instead of one per
+        connection (which lets a test see a cancellation as the socket closing). Benchmarks keep connections alive:
+        a TCP connection set up and torn down per call costs the client CPU no real provider makes it spend."""
         self.fake = fake
+        self.keep_alive = keep_alive
         self.port = 0
         self.open_connections = 0  # connections a client has open to us right now
+        self.accepted = 0  # connections opened, in all
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-llm-server", daemon=True)
@@ -77,39 +82,48 @@ class LoopbackServer(Generic[B]):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
+        self.accepted += 1
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = request_line.split(" ", 2)
-            headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
-            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
-            body = await reader.readexactly(length)
-            request = httpx.Request(method, f"http://127.0.0.1:{self.port}{target}", headers=headers, content=body)
-            if method == "POST" and not target.endswith("/calls"):  # the backend routes its own API
-                response = await _unless_hung_up(reader, self.fake.handle(request))
-                if response is None:
-                    return
-            elif target.endswith("/calls") and method in ("GET", "DELETE"):
-                response = self._calls(method)
-            else:
-                response = httpx.Response(404, json={"error": {"message": f"no route {method} {target}"}})
-            payload = response.content
-            status = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
-            if ENDLESS_HEADER in response.headers:
-                await _endless(writer, status, payload, float(response.headers[ENDLESS_HEADER]))
-                return
-            fields = {"content-type": response.headers.get("content-type", "application/json")}
-            fields |= {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
-            fields |= {"content-length": str(len(payload)), "connection": "close"}
-            if CUT_HEADER in response.headers:  # a reply that stops half-way: the socket closes mid-body
-                payload = payload[: int(response.headers[CUT_HEADER])]
-            writer.write((status + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode() + payload)
-            await writer.drain()
+            while await self._serve_one(reader, writer) and self.keep_alive:
+                pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the server is stopping; nothing to answer
         finally:
             writer.close()
             self.open_connections -= 1
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """One request and its response; whether the connection may serve another."""
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ", 2)
+        headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+        length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+        body = await reader.readexactly(length)
+        request = httpx.Request(method, f"http://127.0.0.1:{self.port}{target}", headers=headers, content=body)
+        if method == "POST" and not target.endswith("/calls"):  # the backend routes its own API
+            response = await _unless_hung_up(reader, self.fake.handle(request))
+            if response is None:
+                return False
+        elif target.endswith("/calls") and method in ("GET", "DELETE"):
+            response = self._calls(method)
+        else:
+            response = httpx.Response(404, json={"error": {"message": f"no route {method} {target}"}})
+        payload = response.content
+        status = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
+        if ENDLESS_HEADER in response.headers:
+            await _endless(writer, status, payload, float(response.headers[ENDLESS_HEADER]))
+            return False
+        cut = CUT_HEADER in response.headers  # a reply that stops half-way: the socket closes mid-body
+        again = self.keep_alive and not cut
+        fields = {"content-type": response.headers.get("content-type", "application/json")}
+        fields |= {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+        fields |= {"content-length": str(len(payload)), "connection": "keep-alive" if again else "close"}
+        if cut:
+            payload = payload[: int(response.headers[CUT_HEADER])]
+        writer.write((status + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode() + payload)
+        await writer.drain()
+        return again
 
     def _calls(self, method: str) -> httpx.Response:
         """The call log, for a client in another process (a benchmark); DELETE empties it."""

@@ -212,31 +212,32 @@ class FakeLLM:
             )
         if reply.body is not None:
             return httpx.Response(200, content=reply.body, headers={"content-type": "application/json"})
-        message, finish = _message(reply)
-        call.usage = _usage(body, message)
-        if reply.reasoning_tokens:
-            # Reasoning is billed as completion: the reply's text tokens plus the reasoning it reports.
-            call.usage["completion_tokens"] += reply.reasoning_tokens
-            call.usage["total_tokens"] += reply.reasoning_tokens
-            call.usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
         if body.get("stream"):
+            message, finish = _message(reply)
+            call.usage = _usage(body, message, reply)
             response = _sse(call, message, finish)
             if reply.cut_after is not None:
                 response.headers[CUT_HEADER] = str(reply.cut_after)
             if reply.endless is not None:
                 response.headers[ENDLESS_HEADER] = str(reply.endless)
             return response
-        return httpx.Response(
-            200,
-            json={
-                "id": f"chatcmpl-{len(self.calls)}",
-                "object": "chat.completion",
-                "created": 1,
-                "model": call.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": call.usage,
-            },
-        )
+        completion = completion_body(call, reply, f"chatcmpl-{len(self.calls)}")
+        call.usage = completion["usage"]
+        return httpx.Response(200, json=completion)
+
+
+def completion_body(call: Call, reply: Reply, completion_id: str = "chatcmpl-1") -> dict[str, Any]:
+    """The Chat Completions response (`chat.completion`, as JSON-ready data) the backend sends for `reply` to `call`;
+    the benchmarks also build in-process replies from it."""
+    message, finish = _message(reply)
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": 1,
+        "model": call.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": _usage(call.body, message, reply),
+    }
 
 
 def _message(reply: Reply) -> tuple[dict[str, Any], str]:
@@ -253,11 +254,18 @@ def _message(reply: Reply) -> tuple[dict[str, Any], str]:
     return {"role": "assistant", "content": reply.content, "tool_calls": tool_calls}, "tool_calls"
 
 
-def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+def _usage(body: dict[str, Any], message: dict[str, Any], reply: Reply) -> dict[str, Any]:
     """Deterministic, request-dependent token counts, so sums are checkable and not constants."""
     prompt = sum(len(str(m.get("content") or "")) for m in body["messages"]) // 4 + 1
     completion = len(json.dumps(message)) // 4 + 1
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
+    usage["total_tokens"] = prompt + completion
+    if reply.reasoning_tokens:
+        # Reasoning is billed as completion: the reply's text tokens plus the reasoning it reports.
+        usage["completion_tokens"] += reply.reasoning_tokens
+        usage["total_tokens"] += reply.reasoning_tokens
+        usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
+    return usage
 
 
 def _sse(call: Call, message: dict[str, Any], finish: str) -> httpx.Response:
