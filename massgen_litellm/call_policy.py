@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from .errors import PROVIDER
@@ -58,7 +59,8 @@ class CallPolicy(CustomLogger):
         if not isinstance(model, str) or not model.startswith(f"{PROVIDER}/"):
             return None
         changed = {**kwargs, "num_retries": 0}
-        if not self._preset_allows_cache(model):
+        # Without a cache nothing is looked up or stored, so the preset (read from disk) need not be consulted.
+        if litellm.cache is not None and not self._preset_allows_cache(model):
             asked = kwargs.get("cache")
             cache = dict(asked) if isinstance(asked, dict) else {}
             changed["cache"] = {**cache, "no-cache": True, "no-store": True}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,9 @@ def pick_protocol(config: AgentConfig) -> Protocol:
 
 # Failed tool turns in a row after which an auto agent gives up on tools for the run.
 _TOOL_FAILURES_BEFORE_TEXT = 2
+
+# Seconds a turn may run past the run's deadline before its own timeout ends it (see Participant._reserve).
+RUN_END_GRACE = 1.0
 
 
 # A provider's refusal of tools as such, in the words providers use: Ollama's "does not support tools", OpenAI's
@@ -301,7 +305,7 @@ class Participant:
                 await self._connect()
                 stream = await asyncio.wait_for(
                     litellm.acompletion(
-                        **self._call_kwargs(messages, "present", None, timeout),
+                        **self._call_kwargs(messages, "present", None),
                         stream=True,
                         stream_options={"include_usage": True},
                     ),
@@ -333,9 +337,14 @@ class Participant:
                 self.budget.spend(call.prompt_tokens + call.completion_tokens)
 
     def _reserve(self, kind: CallKind) -> float:
-        """Take this call's requests from the run's budget; the call's timeout, never past the run's deadline."""
+        """Take this call's requests from the run's budget; the call's timeout, never past the run's deadline.
+
+        A turn's deadline is the run's plus RUN_END_GRACE: at the run's deadline the coordinator stops the turns still
+        running (the agent is `stopped`, not failed), and the turn's own deadline only backs that up. The
+        presentation comes after the coordination, so nothing but its own deadline ends it."""
         self.budget.take(self.config.requests_per_call, presentation=kind == "present")
-        return min(self.call_timeout, self.budget.seconds_left())
+        left = self.budget.seconds_left() + (0.0 if kind == "present" else RUN_END_GRACE)
+        return min(self.call_timeout, left)
 
     def _fit(self, text: str) -> str:
         """`text`, or, past max_answer_chars, its cut with a marker (and a note in the record)."""
@@ -359,7 +368,6 @@ class Participant:
         messages: list[Message],
         kind: CallKind,
         tools: list[dict[str, Any]] | None,
-        timeout: float,
         response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         params, notes = fit_output(
@@ -371,7 +379,10 @@ class Participant:
             **params,
             "model": self._model,
             "messages": messages,
-            "timeout": timeout,
+            # Always the agent's call_timeout, never the run's time left: LiteLLM keeps one HTTP client per distinct
+            # timeout, so a timeout that shrinks call by call would build a new client (and connection) every call.
+            # The run's deadline is ours to keep (`_within`, around the call).
+            "timeout": self.call_timeout,
             "metadata": {**self.metadata, "massgen_agent_id": self.agent_id, "massgen_call": kind},
         }
         if self._params.get("seed") is not None:
@@ -432,8 +443,8 @@ class Participant:
                 await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
-                response = await asyncio.wait_for(
-                    litellm.acompletion(**self._call_kwargs(messages, kind, tools, timeout, response_format)), timeout
+                response = await _within(
+                    litellm.acompletion(**self._call_kwargs(messages, kind, tools, response_format)), timeout
                 )
             except asyncio.TimeoutError:
                 why = f"call_timeout={self.call_timeout}s" if timeout == self.call_timeout else "the run's run_timeout"
@@ -480,6 +491,15 @@ class Participant:
         except Exception:
             return None
         return prompt_cost + completion_cost
+
+
+async def _within(call: Awaitable[Any], seconds: float) -> Any:
+    """`call`, cancelled after `seconds` (asyncio.TimeoutError). On Python 3.11+ in the caller's own task: wait_for
+    would run it in a task of its own, a cost paid on every participant call."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await call
+    return await asyncio.wait_for(call, seconds)
 
 
 def _count(call: CallInfo, usage: Any) -> None:

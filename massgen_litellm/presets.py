@@ -97,9 +97,9 @@ class PresetStore:
         for directory in reversed(self.directories()):
             # files() takes a directory's files in sorted order, so of name.yaml and name.yml the later wins.
             for suffix in (".yml", ".yaml"):
-                path = directory / f"{name}{suffix}"
-                if path.is_file():
-                    return path
+                path = os.path.join(directory, name + suffix)  # not pathlib: this is most of a request's set-up
+                if os.path.isfile(path):
+                    return Path(path)
         return None
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .config import FinalStrategy, Protocol, RunOptions
 from .coordination import ChosenBy, EndReason
@@ -29,7 +29,13 @@ Seconds = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class CallInfo(BaseModel):
+class _Record(BaseModel):
+    # Validators are built when a record is first made (the first run's first call), not when the package is
+    # imported: a proxy or a command that starts and serves nothing does not pay for them.
+    model_config = ConfigDict(defer_build=True)
+
+
+class CallInfo(_Record):
     """One `litellm.acompletion` call made for the run.
 
     Attributes:
@@ -57,7 +63,7 @@ class CallInfo(BaseModel):
     error: str | None = None
 
 
-class AgentInfo(BaseModel):
+class AgentInfo(_Record):
     """One participant and what it did in the run.
 
     Attributes:
@@ -92,14 +98,14 @@ class AgentInfo(BaseModel):
     error: str | None = None
 
 
-class ToolCallInfo(BaseModel):
+class ToolCallInfo(_Record):
     """One call of the caller's tools, as an answer proposes it: the tool's name and its arguments as a JSON text."""
 
     name: str
     arguments: str
 
 
-class ToolWorkInfo(BaseModel):
+class ToolWorkInfo(_Record):
     """A call an agent made of its own (MCP) tools, and what came back, cut to tool_result_chars."""
 
     tool: str
@@ -108,7 +114,7 @@ class ToolWorkInfo(BaseModel):
     error: bool = False
 
 
-class AnswerInfo(BaseModel):
+class AnswerInfo(_Record):
     """One answer, as given (after the `max_answer_chars` cut).
 
     Attributes:
@@ -129,7 +135,7 @@ class AnswerInfo(BaseModel):
     work: list[ToolWorkInfo] = Field(default_factory=list, description="The agent's own tool calls behind it.")
 
 
-class VoteInfo(BaseModel):
+class VoteInfo(_Record):
     """One vote, counted or voided.
 
     Attributes:
@@ -149,7 +155,7 @@ class VoteInfo(BaseModel):
     voided_reason: str | None = None
 
 
-class UsageInfo(BaseModel):
+class UsageInfo(_Record):
     """Tokens over every participant call of the run, presentation included: the response's `usage` too."""
 
     prompt_tokens: int
@@ -160,7 +166,7 @@ class UsageInfo(BaseModel):
     )
 
 
-class RunRecord(BaseModel):
+class RunRecord(_Record):
     """Everything one run did: the team, every answer, vote and call, the winner and why, tokens and cost.
 
     Attributes:

@@ -167,7 +167,9 @@ def build_request(
 
     overrides = {name: params[name] for name in RUN_OPTION_NAMES if params.get(name) is not None}
     try:
-        options = RunOptions.model_validate({**preset.options().model_dump(), **overrides})
+        options = preset.options()
+        if overrides:
+            options = RunOptions.model_validate({**options.model_dump(), **overrides})
     except ValidationError as exc:
         raise MassGenInputError(f"invalid run option: {describe_validation_error(exc, RunOptions, '')}") from None
     if not trusted:

@@ -119,11 +119,25 @@ class Run:
         return await self.participants[agent_id].take_turn(view)
 
     async def coordinate(self, on_event: Callable[[Event], None] | None = None) -> Outcome:
+        toolboxes = {agent_id: p.toolbox for agent_id, p in self.participants.items() if p.toolbox is not None}
+        try:
+            await asyncio.gather(*(toolbox.open() for toolbox in toolboxes.values()))
+            for agent_id, toolbox in toolboxes.items():
+                self.notes += [f"{agent_id}: {problem}" for problem in toolbox.problems]
+            self.outcome = outcome = await self._coordinator(on_event).run()
+        finally:
+            await asyncio.gather(*(toolbox.close() for toolbox in toolboxes.values()), return_exceptions=True)
+        if outcome.winner is None:
+            raise self._no_answer_error(outcome)
+        return outcome
+
+    def _coordinator(self, on_event: Callable[[Event], None] | None) -> Coordinator:
         options = self.request.options
         limits = Limits(
             max_answers_per_agent=options.max_answers_per_agent,
             max_turns_per_agent=options.max_turns_per_agent,
-            run_timeout=options.run_timeout,
+            # The run's own deadline, the one its calls are held to: the time its MCP servers took to start counts.
+            run_timeout=max(self.budget.seconds_left(), 0.0),
             max_new_answers_global=options.max_new_answers_global,
             initial_round_timeout=options.initial_round_timeout_seconds,
             subsequent_round_timeout=options.subsequent_round_timeout_seconds,
@@ -138,18 +152,9 @@ class Run:
             if on_event is not None:
                 on_event(event)
 
-        coordinator = Coordinator(list(self.participants), self._take_turn, limits, observe)
-        toolboxes = {agent_id: p.toolbox for agent_id, p in self.participants.items() if p.toolbox is not None}
-        try:
-            await asyncio.gather(*(toolbox.open() for toolbox in toolboxes.values()))
-            for agent_id, toolbox in toolboxes.items():
-                self.notes += [f"{agent_id}: {problem}" for problem in toolbox.problems]
-            self.outcome = outcome = await coordinator.run()
-        finally:
-            await asyncio.gather(*(toolbox.close() for toolbox in toolboxes.values()), return_exceptions=True)
-        if outcome.winner is None:
-            raise self._no_answer_error(outcome)
-        return outcome
+        # With nobody listening, the coordinator makes no events at all (a few per turn, on every run).
+        listening = on_event is not None or logger.isEnabledFor(logging.DEBUG)
+        return Coordinator(list(self.participants), self._take_turn, limits, observe if listening else None)
 
     def _no_answer_error(self, outcome: Outcome) -> Exception:
         failures = {agent_id: state.error or "no answer" for agent_id, state in outcome.agents.items()}

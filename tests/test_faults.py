@@ -194,3 +194,17 @@ async def test_cancelling_the_caller_closes_every_connection_and_leaves_no_task(
     left = {t for t in asyncio.all_tasks() - before if not t.done()} - {asyncio.current_task()}
     # LiteLLM's own logging worker may start on first use; anything else would be a task of ours outliving the run.
     assert [t for t in left if "LoggingWorker" not in repr(t)] == []
+
+
+async def test_an_agent_keeps_its_connection_when_the_run_has_less_time_left_than_a_call(registered: Path) -> None:
+    # LiteLLM keeps an HTTP client (and its connections) per distinct `timeout`: a timeout that shrank with the run's
+    # time left would open a new connection for every call. The run's deadline is kept around the call instead.
+    with LoopbackServer(FakeLLM(default=answer_then_vote("4")), keep_alive=True) as server:
+        agents = [entry(server, "keep-a"), entry(server, "keep-b")]
+        write_preset(registered, "team", agents, call_timeout=120, run_timeout=30, skip_voting_when_unanimous=False)
+
+        response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+
+    assert response.massgen["end_reason"] == "consensus"
+    assert len(server.fake.calls) == 5  # two answers, two votes, the presentation
+    assert server.accepted <= 2, f"{server.accepted} connections for 5 calls: a new client per call"
