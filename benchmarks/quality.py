@@ -36,7 +36,7 @@ import litellm
 from benchmarks.machine import header
 from benchmarks.quality_items import Item, items
 from massgen_litellm import local_server, register_with_litellm
-from massgen_litellm.config import AgentConfig
+from massgen_litellm.config import AgentConfig, is_local_model
 from massgen_litellm.presets import PresetStore
 from massgen_litellm.request import agent_problems
 
@@ -130,7 +130,7 @@ def paired_interval(gained: int, lost: int, n: int, z: float = 1.96) -> tuple[fl
 async def reach(agent: AgentConfig) -> tuple[str, dict[str, Any]]:
     """The model string and call parameters of the agent's model, with its sampling."""
     model, params = agent.model, {**agent.sampling()}
-    if local_server.is_local(model):
+    if is_local_model(model):
         model, api_base = await asyncio.to_thread(local_server.endpoint, model)
         params.update(api_base=api_base, api_key="sk-local-no-key")
     else:
@@ -163,7 +163,7 @@ async def team(preset: str, item: Item) -> tuple[str, dict[str, Any], float]:
 def missing_keys(agents: Sequence[AgentConfig]) -> list[str]:
     problems = agent_problems(agents)
     for agent in agents:
-        if local_server.is_local(agent.model) or agent.api_key or agent.api_base:
+        if is_local_model(agent.model) or agent.api_key or agent.api_base:
             continue
         try:
             found = litellm.validate_environment(model=agent.model)

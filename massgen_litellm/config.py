@@ -21,6 +21,9 @@ MAX_AGENTS = 32
 MAX_REPLY_TOKENS = 1_000_000
 
 ENV_KEY_PREFIX = "os.environ/"
+# `local/<name>`: a model served on this machine by the embedded llama.cpp server (local_server.py), which is loaded
+# only for such a model.
+LOCAL_MODEL_PREFIX = "local/"
 # LiteLLM's retries for an agent that sets none, made explicit so that the run's max_calls can count what is sent.
 # LiteLLM 1.110 may send up to 1 + 2 x num_retries requests for one call (measured: its first attempt's client
 # retries, then its own retry loop), so 1 keeps the worst case at three requests, what the OpenAI SDK did by itself.
@@ -139,6 +142,10 @@ class AgentConfig(Sampling):
 FinalStrategy = Literal["present", "synthesize", "winner_answer"]
 # MassGen's three levels, for how critical a vote must be and how new a new answer must be.
 Strictness = Literal["lenient", "balanced", "strict"]
+
+
+def is_local_model(model: str) -> bool:
+    return model.startswith(LOCAL_MODEL_PREFIX)
 
 
 def _from_env(value: str, field: str) -> str:

@@ -29,11 +29,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
-@dataclass(frozen=True)
-class View:
+class View(NamedTuple):
     """What an agent is shown for one turn."""
 
     version: int
@@ -45,16 +44,14 @@ class View:
         return bool(self.answers)
 
 
-@dataclass(frozen=True)
-class ToolCall:
+class ToolCall(NamedTuple):
     """A call of one of the caller's tools, proposed by an agent; never executed here."""
 
     name: str
     arguments: str  # JSON, as the model wrote it
 
 
-@dataclass(frozen=True)
-class ToolWork:
+class ToolWork(NamedTuple):
     """A call an agent made of its own tools during a turn, and what came back: the work behind its answer."""
 
     tool: str
@@ -63,8 +60,7 @@ class ToolWork:
     error: bool = False
 
 
-@dataclass(frozen=True)
-class NewAnswer:
+class NewAnswer(NamedTuple):
     content: str  # the agent's text: the reply itself, or what goes with a proposed action
     tool_calls: tuple[ToolCall, ...] = ()  # a proposed action: the answer is "run these"
     shown: str | None = None  # what the other agents are shown of it, where that is not just `content`
@@ -75,8 +71,7 @@ class NewAnswer:
         return self.content if self.shown is None else self.shown
 
 
-@dataclass(frozen=True)
-class Vote:
+class Vote(NamedTuple):
     agent_id: str
     reason: str
 
@@ -101,8 +96,7 @@ class OutOfBudget(Exception):
 EventKind = Literal["turn", "answer", "vote", "void", "turn_failed", "agent_failed", "late", "done"]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One thing that happened, for live views; `detail` is the answer, the vote reason or the error."""
 
     kind: EventKind
@@ -169,8 +163,7 @@ class Outcome:
     chosen_by: ChosenBy | None = None
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     max_answers_per_agent: int = 2
     max_turns_per_agent: int = 6
     run_timeout: float = 300.0

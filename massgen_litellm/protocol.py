@@ -12,8 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import Protocol
 from .contract import ReplyContract
@@ -255,8 +254,7 @@ def tool_schemas(view: View, contract: ReplyContract = _NO_CONTRACT) -> list[dic
     return tools
 
 
-@dataclass(frozen=True)
-class Malformed:
+class Malformed(NamedTuple):
     """A reply we cannot use, with the correction to send back."""
 
     problem: str

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import context_paths, local_server
+from . import context_paths
 from .config import (
     AGENT_FIELDS,
     ENV_KEY_PREFIX,
@@ -33,6 +33,7 @@ from .config import (
     Preset,
     RunOptions,
     Sampling,
+    is_local_model,
 )
 from .contract import ReplyContract, build_contract
 from .errors import MassGenInputError, describe_validation_error
@@ -436,7 +437,9 @@ def agent_problems(agents: Sequence[AgentConfig], trusted: bool = True) -> list[
         try:
             agent.resolved_api_key()
             agent.resolved_headers()
-            if local_server.is_local(agent.model):
+            if is_local_model(agent.model):
+                from . import local_server  # loaded by the first request that has a local model
+
                 local_server.check(agent.model)
         except LookupError as exc:
             cause = str(exc) if trusted else "it is not configured on the server; ask the operator"

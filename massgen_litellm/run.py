@@ -8,9 +8,8 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import memory, stops
 from .budget import Budget
@@ -30,8 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("massgen_litellm")
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     """Something the agents did: `text` is the line streamed as reasoning content, `event` the same thing as data,
     for live views."""
 
@@ -39,13 +37,11 @@ class Progress:
     event: dict[str, object]
 
 
-@dataclass(frozen=True)
-class Content:
+class Content(NamedTuple):
     text: str
 
 
-@dataclass(frozen=True)
-class Calls:
+class Calls(NamedTuple):
     """The winning proposed action: calls of the caller's tools, for it to run."""
 
     calls: tuple[ToolCall, ...]
@@ -299,7 +295,7 @@ class Run:
         try:
             while (event := await queue.get()) is not None:
                 line = describe_event(event, self.request.options.max_turns_per_agent)
-                progress = Progress(line, {**asdict(event), **self._spent()})
+                progress = Progress(line, {**event._asdict(), **self._spent()})
                 if live:
                     yield progress
                 else:
@@ -397,7 +393,7 @@ class Run:
                     at=a.at,
                     informed=a.informed,
                     tool_calls=[ToolCallInfo(name=c.name, arguments=c.arguments) for c in a.tool_calls],
-                    work=[ToolWorkInfo(**asdict(w)) for w in a.work],
+                    work=[ToolWorkInfo(**w._asdict()) for w in a.work],
                 )
                 for a in outcome.answers
             ],

