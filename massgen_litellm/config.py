@@ -295,7 +295,8 @@ class ClientPolicy(BaseModel):
     Only a preset (a file on the server) sets this: the request itself is what it constrains.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built into Preset's validator; its own is built when first used on its own (some requests only).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     models: list[str] = Field(
         default_factory=list,
@@ -321,7 +322,8 @@ class McpServer(BaseModel):
     `env` and `headers` values may be `os.environ/NAME`, read when the server starts.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built into Preset's validator; its own is built when first used on its own (some requests only).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(
         pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,23}$",
@@ -362,7 +364,8 @@ class ContextPath(BaseModel):
     preset, or `--context-path` / `register_with_litellm(context_paths=...)`): never a request.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built into Preset's validator; its own is built when first used on its own (some requests only).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     path: str = Field(min_length=1, description="An absolute directory path (~ is expanded).")
     mode: Literal["ro", "rw"] = Field("ro", description="ro: read only (the default); rw: read and write.")
