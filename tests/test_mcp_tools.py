@@ -180,6 +180,34 @@ async def test_a_server_that_does_not_start_within_server_start_timeout_is_left_
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
+async def test_the_time_servers_take_to_start_counts_towards_run_timeout(fake, registered):
+    # run_timeout bounds the whole run, from the request on: a run that waited its server_start_timeout for a server
+    # has the rest of its run_timeout for the agents, not a whole one more. The agent still in a turn at the end is
+    # stopped by the run, not failed by its call.
+    stuck = {**OWN, "name": "stuck", "per_run": True, "args": [*OWN["args"], "--start-delay", "3600"]}
+    fake.script("a", lambda call: answer("4"))
+    fake.script("b", lambda call: answer("late", delay=60))
+    write_preset(
+        registered,
+        "team",
+        [agent("a"), agent("b")],
+        mcp_servers=[stuck],
+        server_start_timeout=2,
+        run_timeout=3,
+        final="winner_answer",
+    )
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    assert record["end_reason"] == "timeout"
+    assert response.choices[0].message.content == "4"
+    # The hanging turn began after the 2 s wait for the server and was stopped at the run's 3 s, not 3 s later.
+    # (The record's duration also holds the stuck server's shutdown: the MCP SDK waits 2 s for it to exit.)
+    hung = next(c for c in record["calls"] if c["agent_id"] == "agent2")
+    assert hung["started_at"] >= 2
+    assert hung["started_at"] + hung["seconds"] < 2 + 3, "the servers' start, then a whole run_timeout"
+    assert next(a for a in record["agents"] if a["id"] == "agent2")["status"] == "stopped"
+
+
 def test_a_proxy_client_may_lower_server_start_timeout_but_not_raise_it(registered):
     write_preset(registered, "team", [agent("a")], server_start_timeout=30)
     request = build_request("team", QUESTION, {"server_start_timeout": 5}, PresetStore([registered]), trusted=False)
