@@ -481,7 +481,20 @@ def check_messages(messages: Any) -> list[Message]:
         raise MassGenInputError(
             f"messages holds nothing but an assistant's reasoning; send the user's message, {example}"
         )
+    if not any(_says_something(message) for message in conversation):
+        # A team would spend a run of calls answering nothing; most providers refuse an empty message anyway.
+        raise MassGenInputError(f"messages has no content: every message is empty; send the question, {example}")
     return conversation
+
+
+def _says_something(message: Mapping[str, Any]) -> bool:
+    """A message with text that is not blank, a non-text part (an image...), or tool calls."""
+    if message.get("tool_calls") or message.get("function_call"):
+        return True
+    content = message.get("content")
+    if isinstance(content, str):
+        return bool(content.strip())
+    return any(part.get("type") != "text" or part["text"].strip() for part in content or [])
 
 
 def _without_reasoning(message: Mapping[str, Any]) -> Message | None:

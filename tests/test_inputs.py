@@ -119,6 +119,31 @@ async def test_bad_messages_are_a_400(registered, messages):
         await litellm.acompletion(model="massgen/build", messages=messages)
 
 
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": ""}],
+        [{"role": "system", "content": "  "}, {"role": "user", "content": "\n\t"}],
+        [{"role": "user", "content": [{"type": "text", "text": " "}]}],
+    ],
+)
+async def test_a_question_with_nothing_in_it_is_a_400_before_any_call(fake, registered, messages):
+    write_preset(registered, "team", [agent("a"), agent("b")])
+    with pytest.raises(litellm.BadRequestError, match="messages has no content") as info:
+        await litellm.acompletion(model="massgen/team", messages=messages)
+    assert info.value.status_code == 400
+    assert fake.calls == []
+
+
+async def test_a_blank_turn_after_a_real_one_still_runs(fake, registered):
+    fake.script("a", answer_then_vote("4"))
+    fake.script("b", answer_then_vote("4"))
+    write_preset(registered, "team", [agent("a"), agent("b")])
+    messages = [*QUESTION, {"role": "assistant", "content": "4"}, {"role": "user", "content": " "}]
+    response = await litellm.acompletion(model="massgen/team", messages=messages)
+    assert response.choices[0].message.content
+
+
 async def test_unset_environment_key_is_a_400_naming_the_variable(registered, monkeypatch):
     monkeypatch.delenv("MASSGEN_TEST_KEY", raising=False)
     with pytest.raises(litellm.BadRequestError, match="MASSGEN_TEST_KEY"):
