@@ -159,15 +159,18 @@ async def test_a_server_slower_to_start_than_tool_timeout_still_serves_the_run(f
     assert response.massgen["notes"] == []
 
 
+# A server that never finishes starting (it sleeps before its handshake).
+STUCK = {**OWN, "name": "stuck", "per_run": True, "args": [*OWN["args"], "--start-delay", "3600"]}
+
+
 async def test_a_server_that_does_not_start_within_server_start_timeout_is_left_out(fake, registered, caplog):
-    stuck = {**OWN, "name": "stuck", "per_run": True, "args": [*OWN["args"], "--start-delay", "3600"]}
     fake.script("a", lambda call: vote("agent1") if "agent1" in call.answers else answer("4"))
     fake.script("b", judge)
     write_preset(
         registered,
         "team",
         [agent("a"), agent("b")],
-        mcp_servers=[stuck],
+        mcp_servers=[STUCK],
         server_start_timeout=1,
         final="winner_answer",
     )
@@ -184,14 +187,13 @@ async def test_the_time_servers_take_to_start_counts_towards_run_timeout(fake, r
     # run_timeout bounds the whole run, from the request on: a run that waited its server_start_timeout for a server
     # has the rest of its run_timeout for the agents, not a whole one more. The agent still in a turn at the end is
     # stopped by the run, not failed by its call.
-    stuck = {**OWN, "name": "stuck", "per_run": True, "args": [*OWN["args"], "--start-delay", "3600"]}
     fake.script("a", lambda call: answer("4"))
     fake.script("b", lambda call: answer("late", delay=60))
     write_preset(
         registered,
         "team",
         [agent("a"), agent("b")],
-        mcp_servers=[stuck],
+        mcp_servers=[STUCK],
         server_start_timeout=2,
         run_timeout=3,
         final="winner_answer",
