@@ -481,10 +481,17 @@ def check_messages(messages: Any) -> list[Message]:
         raise MassGenInputError(
             f"messages holds nothing but an assistant's reasoning; send the user's message, {example}"
         )
-    if not any(_says_something(message) for message in conversation):
-        # A team would spend a run of calls answering nothing; most providers refuse an empty message anyway.
-        raise MassGenInputError(f"messages has no content: every message is empty; send the question, {example}")
+    if not any(_says_something(message) for message in conversation if message["role"] not in _INSTRUCTION_ROLES):
+        # A team would spend a run of calls answering nothing (a system prompt alone is no question); most providers
+        # refuse an empty message anyway.
+        raise MassGenInputError(
+            f"messages has no content: every user, assistant and tool message is empty; send the question, {example}"
+        )
     return conversation
+
+
+# Instructions to the model, not a conversation to answer.
+_INSTRUCTION_ROLES = ("system", "developer")
 
 
 def _says_something(message: Mapping[str, Any]) -> bool:

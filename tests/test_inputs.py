@@ -125,6 +125,7 @@ async def test_bad_messages_are_a_400(registered, messages):
         [{"role": "user", "content": ""}],
         [{"role": "system", "content": "  "}, {"role": "user", "content": "\n\t"}],
         [{"role": "user", "content": [{"type": "text", "text": " "}]}],
+        [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": ""}],
     ],
 )
 async def test_a_question_with_nothing_in_it_is_a_400_before_any_call(fake, registered, messages):
