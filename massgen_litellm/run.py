@@ -156,7 +156,9 @@ class Run:
         failures = {agent_id: state.error or "no answer" for agent_id, state in outcome.agents.items()}
         if outcome.end_reason == "all_failed":
             return all_agents_failed(failures, self.model)
-        if outcome.end_reason == "timeout":
+        # The run's time is up whether the coordinator saw it or the agents did first (their next call had no time
+        # left: the MCP servers' start may have taken it all).
+        if outcome.end_reason == "timeout" or self.budget.seconds_left() <= 0:
             return run_timed_out(self.request.options.run_timeout, self.model)
         causes = "; ".join(f"{agent_id}: {cause}" for agent_id, cause in failures.items())
         return no_answer(f"no agent gave a usable answer within its limits. {causes}", self.model)

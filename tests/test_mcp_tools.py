@@ -210,6 +210,16 @@ async def test_the_time_servers_take_to_start_counts_towards_run_timeout(fake, r
     assert next(a for a in record["agents"] if a["id"] == "agent2")["status"] == "stopped"
 
 
+async def test_a_run_whose_time_went_on_starting_servers_is_a_timeout(fake, registered):
+    # All of run_timeout spent waiting for a server that never starts: no agent had time for a call, which is the
+    # run's timeout (408), as with agents too slow to answer, not a 502.
+    fake.script("a", lambda call: answer("4"))
+    write_preset(registered, "team", [agent("a")], mcp_servers=[STUCK], server_start_timeout=2, run_timeout=2)
+    with pytest.raises(litellm.Timeout, match="run_timeout"):
+        await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    assert fake.calls == []
+
+
 def test_a_proxy_client_may_lower_server_start_timeout_but_not_raise_it(registered):
     write_preset(registered, "team", [agent("a")], server_start_timeout=30)
     request = build_request("team", QUESTION, {"server_start_timeout": 5}, PresetStore([registered]), trusted=False)
