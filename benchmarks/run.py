@@ -12,7 +12,7 @@ custom provider that answers at once, which is what LiteLLM spends on any custom
 is ours. Every section prints ratios measured in this one run next to the absolute times, under a header naming the
 machine (`benchmarks/machine.py`).
 
-    python -m benchmarks.run            # the full tables (about 10 minutes on 2 cores)
+    python -m benchmarks.run            # the full tables (about 4 minutes on 2 idle cores)
     python -m benchmarks.run --quick    # a smoke run of every section (CI)
 """
 
@@ -301,10 +301,18 @@ async def settled() -> None:
     await asyncio.sleep(0.002)  # and the thread pool's share of it (sync callbacks)
 
 
+# Student's t, 97.5th percentile, by degrees of freedom (1 to 9; above that 2.23, which is what 10 has and more than
+# any larger count needs): a 95% interval from a handful of repeats is wider than two standard errors.
+_T975 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26)
+
+
 def interval(values: Sequence[float]) -> tuple[float, float]:
-    """The mean and the half-width of its 95% interval (two standard errors)."""
+    """The mean and the half-width of its 95% interval (Student's t over the repeats; infinite for one repeat)."""
     mean = statistics.fmean(values)
-    return mean, 2 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.inf
+    if len(values) < 2:
+        return mean, math.inf
+    t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 2.23
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
 async def orchestrator_cpu(bench: Bench, counts: Sequence[int], repeats: int, min_calls: int) -> str:
