@@ -12,11 +12,13 @@ the preset's caps.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import litellm
 from pydantic import ValidationError
 
 from . import context_paths
@@ -427,7 +429,8 @@ def _check_size(conversation: Sequence[Message], agents: Sequence[AgentConfig], 
 
 
 def agent_problems(agents: Sequence[AgentConfig], trusted: bool = True) -> list[str]:
-    """What would make an agent fail on its first call, found before the run: a missing key, a missing extra.
+    """What would make an agent fail on its first call, found before the run: a missing key, a missing extra, a model
+    LiteLLM knows no provider for.
 
     An untrusted caller learns only that the agent is not usable: the names of the server's environment variables
     and files are not its business.
@@ -441,10 +444,31 @@ def agent_problems(agents: Sequence[AgentConfig], trusted: bool = True) -> list[
                 from . import local_server  # loaded by the first request that has a local model
 
                 local_server.check(agent.model)
+            else:
+                _known_provider(agent.model, agent.api_base)
+        except _UnknownProvider as exc:  # the model string's own fault, said to any caller: it names no secret
+            problems.append(f"agent {index + 1} ({agent.model}): {exc}")
         except LookupError as exc:
             cause = str(exc) if trusted else "it is not configured on the server; ask the operator"
             problems.append(f"agent {index + 1} ({agent.model}): {cause}")
     return problems
+
+
+class _UnknownProvider(LookupError):
+    pass
+
+
+@functools.lru_cache(maxsize=256)  # a model that resolves once resolves again; a failure is not cached
+def _known_provider(model: str, api_base: str | None) -> None:
+    """Raise _UnknownProvider if LiteLLM cannot tell which provider serves `model` (the check its own calls start
+    with), so that a typo is a 400 before the run instead of every agent failing in it."""
+    try:
+        litellm.get_llm_provider(model=model, api_base=api_base)
+    except Exception:
+        raise _UnknownProvider(
+            "LiteLLM knows no provider for this model; write it as provider/model, for example openai/gpt-5-mini "
+            "(the providers: https://docs.litellm.ai/docs/providers)"
+        ) from None
 
 
 def _check_agents(agents: Sequence[AgentConfig], trusted: bool) -> None:

@@ -108,6 +108,19 @@ async def test_a_local_model_whose_package_is_missing_is_a_400_naming_the_extra(
         await litellm.acompletion(model="massgen/build", messages=QUESTION, models=["local/ghost"])
 
 
+@pytest.mark.parametrize("where", ["request", "preset"])
+async def test_a_model_litellm_knows_no_provider_for_is_a_400_before_any_call(fake, registered, where):
+    fake.script("a", answer_then_vote("4"))
+    typo = {"model": "opneai/gpt-5-mini", "api_key": KEY}
+    write_preset(registered, "team", [agent("a"), typo if where == "preset" else agent("a")])
+    extra = {"models": [agent("a"), typo]} if where == "request" else {}
+    with pytest.raises(litellm.BadRequestError, match="knows no provider") as info:
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, **extra)
+    assert info.value.status_code == 400
+    assert "agent 2 (opneai/gpt-5-mini)" in str(info.value)
+    assert fake.calls == []
+
+
 async def test_bad_run_option_is_a_400(registered):
     with pytest.raises(litellm.BadRequestError, match="max_answers_per_agent"):
         await litellm.acompletion(model="massgen/build", messages=QUESTION, max_answers_per_agent=0)
