@@ -35,8 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -234,23 +234,36 @@ async def replay(recorded: Sequence[Sequence[dict[str, Any]]]) -> None:
     await replay_participants(recorded)
 
 
+@contextmanager
+def participant_calls(handle: Callable[..., Awaitable[Any]]) -> Iterator[None]:
+    """`litellm.acompletion` with each participant call handed to `handle(original, **kwargs)`; the outer calls (ours
+    and the replay's) go to LiteLLM as they are."""
+    original = litellm.acompletion
+
+    async def acompletion(**kwargs: Any) -> Any:
+        if kwargs["model"].startswith(("massgen/", f"{REPLAY_PROVIDER}/")):
+            return await original(**kwargs)
+        return await handle(original, **kwargs)
+
+    litellm.acompletion = acompletion
+    try:
+        yield
+    finally:
+        litellm.acompletion = original
+
+
 async def recorded_run(model: str) -> list[dict[str, Any]]:
     """One run, and each participant call as the run asked LiteLLM for it: every keyword of its
     `litellm.acompletion` (the metadata copied, since LiteLLM adds to it), so that LiteLLM alone can replay the very
     same calls."""
     calls: list[dict[str, Any]] = []
-    original = litellm.acompletion
 
-    async def spy(**kwargs: Any) -> Any:
-        if not kwargs["model"].startswith("massgen/"):
-            calls.append({**kwargs, "metadata": dict(kwargs.get("metadata") or {})})
+    async def record(original: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
+        calls.append({**kwargs, "metadata": dict(kwargs.get("metadata") or {})})
         return await original(**kwargs)
 
-    litellm.acompletion = spy
-    try:
+    with participant_calls(record):
         await one_run(model)
-    finally:
-        litellm.acompletion = original
     return calls
 
 
@@ -263,18 +276,14 @@ def rounds(calls: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [grouped[key] for key in sorted(grouped)]
 
 
-@contextmanager
-def answered_in_process(spent: list[float]) -> Iterator[None]:
+def answered_in_process(spent: list[float]) -> AbstractContextManager[None]:
     """Participant calls answered in-process by the fake server's own script, each distinct reply built once as a
     LiteLLM `ModelResponse`: a run's CPU is then ours and the outer call's, with no participant call of LiteLLM's.
     The script's own CPU is added to `spent`, to be taken out."""
-    original = litellm.acompletion
     script = our_script(0.0)
     replies: dict[str, ModelResponse] = {}
 
-    async def answer(**kwargs: Any) -> Any:
-        if kwargs["model"].startswith(("massgen/", f"{REPLAY_PROVIDER}/")):  # outer calls, ours and the replay's
-            return await original(**kwargs)
+    async def answer(original: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
         began = time.process_time()
         body = {"model": kwargs["model"], "messages": kwargs["messages"], "tools": kwargs.get("tools")}
         call = Call(model=kwargs["model"], body={k: v for k, v in body.items() if v is not None}, started=0.0)
@@ -286,19 +295,18 @@ def answered_in_process(spent: list[float]) -> Iterator[None]:
         spent.append(time.process_time() - began)
         return replies[key]
 
-    litellm.acompletion = answer
-    try:
-        yield
-    finally:
-        litellm.acompletion = original
+    return participant_calls(answer)
 
 
-async def settled() -> None:
-    """Until LiteLLM's background logging of the calls so far is done: its logging worker runs the success callbacks
-    of a call after the call has returned, so without this, part of one window's LiteLLM work would be counted in
-    the next (ours or the replay's)."""
+async def cpu_of(work: Awaitable[Any]) -> float:
+    """The process CPU, in seconds, of awaiting `work`, and of LiteLLM's background logging of its calls: the logging
+    worker runs a call's success callbacks after the call has returned, so without waiting for them part of one
+    window's LiteLLM work would be counted in the next (ours or the replay's)."""
+    began = time.process_time()
+    await work
     await GLOBAL_LOGGING_WORKER.flush()
     await asyncio.sleep(0.002)  # and the thread pool's share of it (sync callbacks)
+    return time.process_time() - began
 
 
 # Student's t, 97.5th percentile, by degrees of freedom (1 to 9; above that 2.23, which is what 10 has and more than
@@ -336,19 +344,10 @@ async def orchestrator_cpu(bench: Bench, counts: Sequence[int], repeats: int, mi
             for i in range(runs):
                 for mine in (True, False) if i % 2 == 0 else (False, True):
                     if mine:
-                        began = time.process_time()
-                        await one_run(model)
-                        await settled()
-                        ours += time.process_time() - began
-                        continue
-                    began = time.process_time()
-                    await outer_call()
-                    await settled()
-                    outer_cpu += time.process_time() - began
-                    began = time.process_time()
-                    await replay_participants(recorded)
-                    await settled()
-                    calls_cpu += time.process_time() - began
+                        ours += await cpu_of(one_run(model))
+                    else:
+                        outer_cpu += await cpu_of(outer_call())
+                        calls_cpu += await cpu_of(replay_participants(recorded))
                 bench.calls()
             per_call = calls_cpu / (runs * per_run)
             mine = (ours - calls_cpu - outer_cpu) / (runs * turns)
@@ -409,14 +408,8 @@ async def direct_cpu(model: str, turns: int, runs: int) -> float:
         script_cpu.clear()
         ours = outer = 0.0
         for _ in range(runs):
-            began = time.process_time()
-            await one_run(model)
-            await settled()
-            ours += time.process_time() - began
-            began = time.process_time()
-            await outer_call()
-            await settled()
-            outer += time.process_time() - began
+            ours += await cpu_of(one_run(model))
+            outer += await cpu_of(outer_call())
     return (ours - sum(script_cpu) - outer) / (runs * turns) * 1000
 
 
