@@ -336,11 +336,9 @@ class Participant:
                 self.budget.spend(call.prompt_tokens + call.completion_tokens)
 
     def _reserve(self, kind: CallKind) -> float:
-        """Take this call's requests from the run's budget; the call's timeout: the presentation's never past the run's
-        deadline, a turn's at most RUN_END_GRACE past it.
-
-        A turn's deadline is the run's plus RUN_END_GRACE: at the run's deadline the coordinator stops the turns still
-        running (the agent is `stopped`, not failed), and the turn's own deadline only backs that up. The
+        """Take this call's requests from the run's budget; the call's timeout, never past the run's deadline for the
+        presentation and at most RUN_END_GRACE past it for a turn: at the run's deadline the coordinator stops the
+        turns still running (the agent is `stopped`, not failed), and a turn's own deadline only backs that up. The
         presentation comes after the coordination, so nothing but its own deadline ends it."""
         self.budget.take(self.config.requests_per_call, presentation=kind == "present")
         left = self.budget.seconds_left() + (0.0 if kind == "present" else RUN_END_GRACE)

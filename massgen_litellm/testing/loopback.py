@@ -84,7 +84,7 @@ class LoopbackServer(Generic[B]):
         self.open_connections += 1
         self.accepted += 1
         try:
-            while await self._serve_one(reader, writer) and self.keep_alive:
+            while await self._serve_one(reader, writer):
                 pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the server is stopping; nothing to answer
