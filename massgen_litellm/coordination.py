@@ -303,6 +303,7 @@ class Coordinator:
             self._answers.append(entry)
             self._latest[agent_id] = action
             self._version += 1
+            voided = bool(self._valid)
             for voter, vote in list(self._valid.items()):
                 self._void(vote, f"new answer {label} arrived after it")
                 self._agents[voter].status = "working"
@@ -310,9 +311,14 @@ class Coordinator:
             self._emit("answer", agent_id, target=label, detail=action.as_shown)
             if self._judge_round_one():
                 return
-            if not self._first_round_open():
+            round_one_open = self._first_round_open()
+            if not round_one_open:
                 self._start_round(self._limits.subsequent_round_timeout)
-            self._notify()
+            # Who waits: voters (their votes were just voided) and, while round one is open, those who have answered
+            # (an answer that leaves round one open lets none of them go on). Waking all for every answer would wake
+            # each waiting agent once per answer, O(agents^2) wake-ups a run.
+            if voided or not round_one_open:
+                self._notify()
             return
         if action.agent_id not in view.answers:
             state.failed_turns += 1
@@ -327,8 +333,10 @@ class Coordinator:
         self._valid[agent_id] = vote
         state.status = "voted"
         self._emit("vote", agent_id, target=action.agent_id, detail=action.reason)
-        # A vote from an agent that never answered closes round one too: agents waiting at the barrier go on.
-        self._notify()
+        if not state.answers:
+            # A vote from an agent that never answered may close round one: agents waiting at the barrier go on.
+            # Any other vote lets no waiting agent go on (a voter waits for a new answer).
+            self._notify()
         self._check_settled()
 
     def _shown_to(self, agent_id: str) -> dict[str, str]:
