@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,8 +38,10 @@ class PresetStore:
     """Looks presets up by name; later directories win, so a user's `build.yaml` replaces the shipped one.
 
     The directories, in order: the shipped presets, each directory of `MASSGEN_PRESETS_DIR` (separated by the
-    platform's path separator, `:` on Unix), then `extra_dirs`. They are read on every lookup, so a preset added or
-    edited on disk is used by the next request. A preset is `<name>.yaml` (or `.yml`) with a valid name.
+    platform's path separator, `:` on Unix), then `extra_dirs`. They are looked at on every lookup, so a preset added
+    or edited on disk is used by the next request; a file whose status (time, size, inode) has not changed since it
+    was read, and had not changed for two seconds before, is not read again. A preset is `<name>.yaml` (or `.yml`)
+    with a valid name.
     """
 
     def __init__(
@@ -49,8 +53,7 @@ class PresetStore:
 
     def directories(self) -> list[Path]:
         """The directories searched, lowest priority first; some may not exist."""
-        env = [Path(p) for p in os.environ.get(PRESETS_DIR_ENV, "").split(os.pathsep) if p]
-        return [shipped_presets_dir(), *env, *self.extra_dirs]
+        return [Path(directory) for directory in self._directory_names()]
 
     def files(self) -> dict[str, Path]:
         """Every preset found, by name, each the file of the highest-priority directory that has it."""
@@ -77,14 +80,14 @@ class PresetStore:
             raise MassGenInputError(
                 f"preset name {name!r} is not allowed: use letters, digits, '-' and '_' only, for example massgen/build"
             )
-        path = self._find(name)
-        if path is None:
+        found = self._find(name)
+        if found is None:
             available = ", ".join(sorted(self.files())) or "none"
             raise MassGenInputError(
                 f"unknown preset {name!r}. Available presets: {available}. "
                 f"Add your own as {name}.yaml in a directory named by {PRESETS_DIR_ENV}."
             )
-        preset = load_preset_file(path)
+        preset = _load_unless_unchanged(*found)
         try:
             return preset.with_context_paths(self.context_paths)
         except ValidationError as exc:
@@ -92,15 +95,54 @@ class PresetStore:
                 f"preset {name} with the context paths given: {describe_validation_error(exc, Preset, 'preset')}"
             ) from None
 
-    def _find(self, name: str) -> Path | None:
-        """The file `files()` would give for `name`, found without listing every directory (this runs per request)."""
-        for directory in reversed(self.directories()):
+    def _find(self, name: str) -> tuple[str, os.stat_result] | None:
+        """The file `files()` would give for `name`, and its status, found without listing every directory (this
+        runs per request)."""
+        for directory in reversed(self._directory_names()):
             # files() takes a directory's files in sorted order, so of name.yaml and name.yml the later wins.
             for suffix in (".yml", ".yaml"):
                 path = os.path.join(directory, name + suffix)  # not pathlib: this is most of a request's set-up
-                if os.path.isfile(path):
-                    return Path(path)
+                try:
+                    status = os.stat(path)
+                except (OSError, ValueError):
+                    continue
+                if stat.S_ISREG(status.st_mode):
+                    return path, status
         return None
+
+    def _directory_names(self) -> list[str]:
+        return _directory_names(os.environ.get(PRESETS_DIR_ENV, ""), tuple(map(str, self.extra_dirs)))
+
+
+@functools.lru_cache(maxsize=16)
+def _directory_names(env: str, extra_dirs: tuple[str, ...]) -> list[str]:
+    return [str(shipped_presets_dir()), *(p for p in env.split(os.pathsep) if p), *extra_dirs]
+
+
+# A file's status as it was when it was last read, and the preset read from it.
+_Status = tuple[int, int, int, int, int]
+_loaded: dict[str, tuple[_Status, Preset]] = {}
+
+# How long after a file's last change its status is trusted to tell a later change. A write stamps the file with the
+# clock's time, in steps that may be as coarse as a few milliseconds (or seconds, on some file systems), so a second
+# write of the same size within one step of the first leaves the status as it was. Read that recently changed, the
+# file is read again next time; read once it is older than this, any later write stamps a newer time. (Git decides
+# when an index entry is "racily clean" the same way.)
+_SETTLED_NS = 2_000_000_000
+
+
+def _load_unless_unchanged(path: str, status: os.stat_result) -> Preset:
+    """The preset in `path`, read again unless its status is that of the last read and it had settled by then."""
+    key = (status.st_mtime_ns, status.st_size, status.st_ino, status.st_dev, status.st_ctime_ns)
+    cached = _loaded.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    preset = load_preset_file(Path(path))
+    if time.time_ns() - max(status.st_mtime_ns, status.st_ctime_ns) >= _SETTLED_NS:
+        if len(_loaded) >= 256:
+            _loaded.clear()
+        _loaded[path] = (key, preset)
+    return preset
 
 
 def load_preset_file(path: Path) -> Preset:

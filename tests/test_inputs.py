@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import litellm
 import pytest
 
 import massgen_litellm
-from massgen_litellm import local_server, register_with_litellm
+from massgen_litellm import local_server, presets, register_with_litellm
 from massgen_litellm.config import Preset
 from massgen_litellm.presets import PRESETS_DIR_ENV, PresetStore, shipped_presets_dir
 from massgen_litellm.testing.openai_chat import BASE, KEY, answer_then_vote
@@ -192,6 +194,38 @@ def test_presets_dir_from_the_environment(tmp_path, monkeypatch):
     write_preset(tmp_path, "envteam", [agent("a")])
     monkeypatch.setenv(PRESETS_DIR_ENV, str(tmp_path))
     assert PresetStore().load("envteam").agents[0].model == "openai/a"
+
+
+def test_a_preset_is_read_again_whenever_its_file_may_have_changed(tmp_path, monkeypatch):
+    """A file that has not changed, and had not changed for a while when it was read, is not read again; any write
+    since is seen by the next load, even one that keeps the size and puts the modification time back."""
+    reads = []
+    real = presets.load_preset_file
+    monkeypatch.setattr(presets, "load_preset_file", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(presets, "_SETTLED_NS", 0)  # every file counts as settled: no test waits two seconds
+    store = PresetStore([tmp_path])
+    path = write_preset(tmp_path, "team", [agent("one")])
+    first = store.load("team")
+    assert store.load("team") is first and len(reads) == 1
+    before = path.stat()
+    path.write_text(path.read_text().replace("openai/one", "openai/two"))  # the same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same modification time
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    assert store.load("team").agents[0].model == "openai/two" and len(reads) == 2
+
+
+def test_a_preset_written_moments_ago_is_read_on_every_load(tmp_path, monkeypatch):
+    """Within a step of the clock a second write may leave the file's status as the first left it, so a file that
+    changed recently is not trusted to be unchanged."""
+    reads = []
+    real = presets.load_preset_file
+    monkeypatch.setattr(presets, "load_preset_file", lambda path: reads.append(path) or real(path))
+    monkeypatch.setattr(presets, "_SETTLED_NS", 10**18)  # nothing ever settles
+    store = PresetStore([tmp_path])
+    write_preset(tmp_path, "team", [agent("one")])
+    for _ in range(3):
+        store.load("team")
+    assert len(reads) == 3
 
 
 def test_register_is_idempotent_and_keeps_other_providers(monkeypatch):
