@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import litellm
+from pydantic import BaseModel
 
 from .budget import Budget
 from .config import AgentConfig, Protocol, is_local_model
@@ -449,18 +450,18 @@ class Participant:
                 raise AgentFailed(f"Timeout: no reply within {why}") from None
             except Exception as exc:
                 raise AgentFailed(self._describe(exc)) from exc
-            _count(call, getattr(response, "usage", None))
+            _count(call, _field(response, "usage"))
             self.budget.spend(call.prompt_tokens + call.completion_tokens)
-            call.cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+            call.cost = (_field(response, "_hidden_params") or {}).get("response_cost")
             if not response.choices:
                 raise AgentFailed(f"{self.config.model} returned a response with no choices")
         message = response.choices[0].message
-        tool_calls = [_plain(tc) for tc in (getattr(message, "tool_calls", None) or [])]
+        tool_calls = [_plain(tc) for tc in (_field(message, "tool_calls") or [])]
         size = len(message.content or "") + sum(len(c["function"]["arguments"] or "") for c in tool_calls)
         self.saw_oversize = self.saw_oversize or size > self.max_answer_chars
         reply: Message = {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
         for name in _CARRIED:
-            value = getattr(message, name, None)
+            value = _field(message, name)
             if value:
                 reply[name] = value
         return reply
@@ -503,11 +504,10 @@ async def _within(call: Awaitable[Any], seconds: float) -> Any:
 
 
 def _count(call: CallInfo, usage: Any) -> None:
-    call.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-    call.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+    call.prompt_tokens = _field(usage, "prompt_tokens") or 0
+    call.completion_tokens = _field(usage, "completion_tokens") or 0
     # What the provider itself reported as reasoning (thinking) tokens, if anything; never an estimate.
-    details = getattr(usage, "completion_tokens_details", None)
-    call.reasoning_tokens = getattr(details, "reasoning_tokens", 0) or 0
+    call.reasoning_tokens = _field(_field(usage, "completion_tokens_details"), "reasoning_tokens") or 0
 
 
 # What LiteLLM returns beside a reply's text and tool calls and reads back when the message is sent again in the same
@@ -521,14 +521,47 @@ def _plain(tool_call: Any) -> dict[str, Any]:
     rides in `provider_specific_fields`, on the call or its function, or in the id)."""
     if isinstance(tool_call, Mapping):
         return dict(tool_call)
-    function = getattr(tool_call, "function", None)
+    function = _field(tool_call, "function")
     plain: dict[str, Any] = {
-        "id": getattr(tool_call, "id", None),
+        "id": _field(tool_call, "id"),
         "type": "function",
-        "function": {"name": getattr(function, "name", None), "arguments": getattr(function, "arguments", None)},
+        "function": {"name": _field(function, "name"), "arguments": _field(function, "arguments")},
     }
     for owner, fields in ((plain, tool_call), (plain["function"], function)):
-        extra = getattr(fields, "provider_specific_fields", None)
+        extra = _field(fields, "provider_specific_fields")
         if extra:
             owner["provider_specific_fields"] = extra
     return plain
+
+
+_MISSING = object()
+
+
+def _field(obj: Any, name: str) -> Any:
+    """`getattr(obj, name, None)`, made cheap for LiteLLM's response objects. They are pydantic models, and a field
+    a reply lacks (most lack thinking blocks and provider fields; LiteLLM deletes the empty ones) costs pydantic's
+    `__getattr__` an AttributeError raised and caught, 2-4 µs, several times a call. Read instead where pydantic keeps
+    what `getattr` would find: a field in the instance's `__dict__`, an extra field (a tool call's `function` and `id`)
+    in `__pydantic_extra__`, a private attribute in `__pydantic_private__`; anything else (a property, any other
+    object) goes through `getattr`."""
+    cls: type = type(obj)
+    where = _stored_in(cls, name)
+    if where == "fields":
+        value = obj.__dict__.get(name, _MISSING)
+        if value is _MISSING:
+            extra = obj.__pydantic_extra__
+            value = extra.get(name) if extra else None
+        return value
+    if where == "private":
+        return (obj.__pydantic_private__ or {}).get(name)
+    return getattr(obj, name, None)
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_in(cls: type, name: str) -> str:
+    if not issubclass(cls, BaseModel):
+        return "getattr"
+    if name in cls.__private_attributes__:
+        return "private"
+    # A name the class itself has (a property, a method) is found by getattr before any field.
+    return "getattr" if hasattr(cls, name) else "fields"
