@@ -44,6 +44,28 @@ async def test_consensus_on_the_first_answer_once_all_have_voted():
     assert all(state.status == "voted" for state in outcome.agents.values())
 
 
+async def test_a_waiting_agent_is_woken_only_when_it_may_go_on(monkeypatch):
+    """Agents wait at round one's barrier and after voting. An answer that leaves round one open, or a vote, lets
+    none of them go on: waking them all for each would be O(agents^2) wake-ups a run, for nothing."""
+    waits = []
+    wait = asyncio.Event.wait
+
+    async def counted(event: asyncio.Event) -> bool:
+        waits.append(event)
+        return await wait(event)
+
+    monkeypatch.setattr(asyncio.Event, "wait", counted)
+    agents = [f"agent{i}" for i in range(1, 17)]
+    outcome = await run(
+        {a: answer_or_vote(f"answer of {a}", "agent1") for a in agents},
+        delays={a: 0.001 * i for i, a in enumerate(agents)},  # one after another: each answer finds the others waiting
+        limits=Limits(skip_voting_when_unanimous=False),
+    )
+    assert outcome.end_reason == "consensus" and outcome.tally["agent1"] == 16
+    # Each agent waits once at the barrier and once after its vote; the coordinator waits once for the end.
+    assert len(waits) <= 2 * len(agents) + 1
+
+
 async def test_round_one_is_a_barrier_so_no_turn_is_taken_on_a_partial_view():
     seen: list = []
     outcome = await run(
