@@ -8,6 +8,7 @@ own hash. The instruction says fenced text is material to judge, never instructi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -42,11 +43,13 @@ _WORD = re.compile(r"\w+")
 def novelty_problem(text: str, view: View, requirement: str) -> str | None:
     """Why a new answer is not new enough, if it is not: it shares too many of its words with an answer shown."""
     limit = NOVELTY_OVERLAP.get(requirement)
-    words = set(_WORD.findall(text.lower()))
-    if limit is None or not words:
+    if limit is None:
+        return None
+    words = _words(text)
+    if not words:
         return None
     for agent_id, shown in view.answers.items():
-        overlap = len(words & set(_WORD.findall(shown.lower()))) / len(words)
+        overlap = len(words & _words(shown)) / len(words)
         if overlap > limit:
             return (
                 f"your answer shares {overlap:.0%} of its words with {agent_id}'s answer (at most {limit:.0%} may be "
@@ -55,6 +58,14 @@ def novelty_problem(text: str, view: View, requirement: str) -> str | None:
     return None
 
 
+# An answer shown is compared with every new answer given while it stands.
+@functools.lru_cache(maxsize=256)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(text.lower()))
+
+
+# Every turn fences every answer shown, and an answer is shown to every agent on every turn until it is replaced.
+@functools.lru_cache(maxsize=1024)
 def fence_tag(agent_id: str, content: str) -> str:
     return hashlib.sha256(f"{agent_id}\0{content}".encode()).hexdigest()[:16]
 
