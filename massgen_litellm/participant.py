@@ -153,6 +153,7 @@ class Participant:
         self._turn = 0
         self._model = config.model
         self._params: dict[str, Any] = {**sampling, **config.sampling()}
+        self._fitted: dict[str, Any] | None = None  # _params as every turn sends them (_turn_params)
         if config.api_base:
             self._params["api_base"] = config.api_base
         api_key = config.resolved_api_key()
@@ -369,11 +370,12 @@ class Participant:
         tools: list[dict[str, Any]] | None,
         response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        params, notes = fit_output(
-            self._params, self.config.model, self._presentation_params if kind == "present" else None
-        )
-        for note in notes:
-            self._note_once(f"{self.agent_id}'s {'presentation' if kind == 'present' else 'calls'}: {note}")
+        if kind == "present":
+            params, notes = fit_output(self._params, self.config.model, self._presentation_params)
+            for note in notes:
+                self._note_once(f"{self.agent_id}'s presentation: {note}")
+        else:
+            params = self._turn_params()
         kwargs: dict[str, Any] = {
             **params,
             "model": self._model,
@@ -399,6 +401,15 @@ class Participant:
         if response_format:
             kwargs["response_format"] = response_format
         return kwargs
+
+    def _turn_params(self) -> dict[str, Any]:
+        """The parameters of every turn's call, settled once (`fit_output`): they change only with `_params`."""
+        if self._fitted is None:
+            params, notes = fit_output(self._params, self.config.model)
+            for note in notes:
+                self._note_once(f"{self.agent_id}'s calls: {note}")
+            self._fitted = params
+        return self._fitted
 
     def _note_once(self, note: str) -> None:
         if note not in self._noted:
@@ -475,6 +486,7 @@ class Participant:
 
         model, api_base = await asyncio.to_thread(local_server.endpoint, self.config.model)
         self._params.update(api_base=api_base, api_key="sk-local-no-key")
+        self._fitted = None
         self._model = model
 
     def _describe(self, exc: BaseException) -> str:
