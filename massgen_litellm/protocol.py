@@ -64,15 +64,20 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(_WORD.findall(text.lower()))
 
 
-# Every turn fences every answer shown, and an answer is shown to every agent on every turn until it is replaced.
-@functools.lru_cache(maxsize=1024)
 def fence_tag(agent_id: str, content: str) -> str:
     return hashlib.sha256(f"{agent_id}\0{content}".encode()).hexdigest()[:16]
 
 
 def render_answers(answers: Mapping[str, str]) -> str:
+    return _render(tuple(answers.items()))
+
+
+# Every agent is shown the same answers on a turn (in its own order where counterbalanced), and again on its next turn
+# until one is replaced: rendered once per set of answers, not once per agent and turn.
+@functools.lru_cache(maxsize=64)
+def _render(answers: tuple[tuple[str, str], ...]) -> str:
     blocks = []
-    for agent_id, content in answers.items():
+    for agent_id, content in answers:
         tag = fence_tag(agent_id, content)
         blocks.append(f"<<<ANSWER {agent_id} {tag}>>>\n{content}\n<<<END ANSWER {agent_id} {tag}>>>")
     return "\n\n".join(blocks)
