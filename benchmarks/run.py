@@ -59,11 +59,13 @@ REPLAY_PROVIDER = "massgen-replay"
 # Targets (issue 23): our CPU per agent turn against LiteLLM's per call; wall time against LiteLLM alone; the
 # handler's import on top of LiteLLM's.
 CPU_TARGET = 0.03
+CPU_PRECISION = 0.005  # the 95% interval the CPU section aims for, either side of the mean (time allowing)
 WALL_TARGET = 1.02
 IMPORT_TARGET = 0.01
 # At least this many participant calls per repeat of the CPU measurement (ten repeats), so that the ratio is stable:
 # LiteLLM's own CPU per call varies by ~10% from one batch of ten calls to the next, on an idle machine.
 MIN_CALLS = 300
+CPU_SECONDS = 240.0  # the most the CPU section spends on one agent count, narrowing its interval
 
 
 class InstantProvider(CustomLLM):
@@ -326,10 +328,15 @@ def interval(values: Sequence[float]) -> tuple[float, float]:
     return mean, t * statistics.stdev(values) / math.sqrt(len(values))
 
 
-async def orchestrator_cpu(bench: Bench, counts: Sequence[int], repeats: int, min_calls: int) -> str:
+async def orchestrator_cpu(
+    bench: Bench, counts: Sequence[int], repeats: int, min_calls: int, seconds: float = 0.0
+) -> str:
     """Process CPU of runs, minus LiteLLM alone making the very same calls (keyword for keyword, recorded from a run),
     per agent turn, against LiteLLM's CPU per participant call. Each repeat covers at least `min_calls`
-    participant calls; run and replay alternate, in turn first and second, so both see the same machine."""
+    participant calls; run and replay alternate, in turn first and second, so both see the same machine. After
+    `repeats` repeats, more are made while the 95% interval is wider than CPU_PRECISION either side and this agent
+    count has had less than `seconds`: the same calls cost LiteLLM 20-30% more or less from one run to the next on a
+    shared virtual machine, and only more of them narrows the interval."""
     rows = []
     for n in counts:
         model = bench.preset(n)
@@ -341,8 +348,12 @@ async def orchestrator_cpu(bench: Bench, counts: Sequence[int], repeats: int, mi
         per_run = sum(len(calls) for calls in recorded)
         turns = sum(len(calls) for calls in recorded[:-1])
         runs = math.ceil(min_calls / per_run)
-        ratios, ours_per_turn, litellm_per_call, outer_per_call = [], [], [], []
-        for _ in range(repeats):
+        ratios: list[float] = []
+        ours_per_turn: list[float] = []
+        litellm_per_call: list[float] = []
+        outer_per_call: list[float] = []
+        began = time.monotonic()
+        while len(ratios) < repeats or (interval(ratios)[1] > CPU_PRECISION and time.monotonic() - began < seconds):
             ours = calls_cpu = outer_cpu = 0.0
             for i in range(runs):
                 for mine in (True, False) if i % 2 == 0 else (False, True):
@@ -363,7 +374,7 @@ async def orchestrator_cpu(bench: Bench, counts: Sequence[int], repeats: int, mi
         rows.append(
             [
                 n,
-                f"{runs} x {repeats}",
+                f"{runs} x {len(ratios)}",
                 f"{per_run} / {turns}",
                 spread(litellm_per_call, "{:.2f} ms"),
                 spread(outer_per_call, "{:.2f} ms"),
@@ -387,7 +398,9 @@ async def orchestrator_cpu(bench: Bench, counts: Sequence[int], repeats: int, mi
         "ours per turn, measured directly",
     ]
     note = (
-        f"Medians over {repeats} repeats (lowest–highest), each of at least {min_calls} participant calls, against a "
+        f"Medians over the repeats (at least {repeats}, then more while the 95% interval was wider than "
+        f"±{CPU_PRECISION:.1%}, up to {seconds:.0f} s an agent count; lowest–highest), each of at least {min_calls} "
+        "participant calls, against a "
         "fake server that answers at once (CPU is what is compared; latency would only stretch the section). Ours: a "
         "run's process CPU minus LiteLLM alone making the very same participant calls (every keyword, recorded from "
         "a run) and the outer call (to a provider that answers at once), per agent turn. *Met* means the whole 95% "
@@ -660,9 +673,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        counts, repeats, runs, cpu_counts, cpu_repeats, min_calls = (2, 3), 1, 5, (3,), 2, 14
+        counts, repeats, runs, cpu_counts, cpu_repeats, min_calls, cpu_seconds = (2, 3), 1, 5, (3,), 2, 14, 0.0
     else:
-        counts, repeats, runs, cpu_counts, cpu_repeats, min_calls = (2, 3, 5, 9, 16), 5, 50, (3, 5, 16), 10, MIN_CALLS
+        counts, repeats, runs = (2, 3, 5, 9, 16), 5, 50
+        cpu_counts, cpu_repeats, min_calls, cpu_seconds = (3, 5, 16), 10, MIN_CALLS, CPU_SECONDS
 
     print(header("benchmarks.run"), flush=True)
     litellm.suppress_debug_info = True
@@ -683,7 +697,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
         latency = f"{args.latency * 1000:.0f} ms per call"
         sections = [
             (f"Wall time against the floor and LiteLLM alone ({latency})", lambda: scaling(bench, counts, repeats)),
-            ("Orchestrator CPU per agent turn", lambda: orchestrator_cpu(cpu, cpu_counts, cpu_repeats, min_calls)),
+            (
+                "Orchestrator CPU per agent turn",
+                lambda: orchestrator_cpu(cpu, cpu_counts, cpu_repeats, min_calls, cpu_seconds),
+            ),
             ("Concurrent runs", lambda: concurrency(bench, runs, 1 if args.quick else 3)),
         ]
         if args.massgen:
