@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import litellm
@@ -390,7 +392,7 @@ class Participant:
             # One seed per call, from the agent's: the same prompt with the same seed is the same reply, so a turn
             # taken again on an unchanged view (after an unusable one) would be spent on a reply already refused.
             # Counted down instead near the top of the 64-bit range that providers accept.
-            seed, index = self._params["seed"], len(self.calls) - 1
+            seed, index = self._params["seed"], len(self.calls)  # the calls this agent has made before
             kwargs["seed"] = seed + index if seed + index < 2**63 else seed - index
         if kind != "present":
             kwargs["metadata"]["massgen_turn"] = self._turn
@@ -417,28 +419,35 @@ class Participant:
             self._note(note)
 
     @contextmanager
-    def _recorded(self, kind: CallKind) -> Iterator[CallInfo]:
-        """Account for one call in the record: when it started, how long it took, how it failed."""
-        call = CallInfo(
-            agent_id=self.agent_id,
-            kind=kind,
-            turn=None if kind == "present" else self._turn,
-            started_at=self._clock(),
-            seconds=0.0,
-            cost=None,
-        )
-        self.calls.append(call)
+    def _recorded(self, kind: CallKind) -> Iterator[_Outcome]:
+        """Account for one call in the record: when it started, how long it took, what it reported, how it failed.
+        The record's entry is made (and validated) once, when the call ends."""
+        started_at = self._clock()
         began = time.monotonic()
+        outcome = _Outcome()
         try:
-            yield call
+            yield outcome
         except AgentFailed as exc:
-            call.error = str(exc)
+            outcome.error = str(exc)
             raise
         except BaseException as exc:  # cancelled: the run ended or the caller went away
-            call.error = self._describe(exc)
+            outcome.error = self._describe(exc)
             raise
         finally:
-            call.seconds = round(time.monotonic() - began, 4)
+            self.calls.append(
+                CallInfo(
+                    agent_id=self.agent_id,
+                    kind=kind,
+                    turn=None if kind == "present" else self._turn,
+                    started_at=started_at,
+                    seconds=round(time.monotonic() - began, 4),
+                    prompt_tokens=outcome.prompt_tokens,
+                    completion_tokens=outcome.completion_tokens,
+                    reasoning_tokens=outcome.reasoning_tokens,
+                    cost=outcome.cost,
+                    error=outcome.error,
+                )
+            )
 
     async def _call(
         self,
@@ -463,7 +472,7 @@ class Participant:
                 raise AgentFailed(self._describe(exc)) from exc
             _count(call, _field(response, "usage"))
             self.budget.spend(call.prompt_tokens + call.completion_tokens)
-            call.cost = (_field(response, "_hidden_params") or {}).get("response_cost")
+            call.cost = _price((_field(response, "_hidden_params") or {}).get("response_cost"))
             if not response.choices:
                 raise AgentFailed(f"{self.config.model} returned a response with no choices")
         message = response.choices[0].message
@@ -503,7 +512,7 @@ class Participant:
             )
         except Exception:
             return None
-        return prompt_cost + completion_cost
+        return _price(prompt_cost + completion_cost)
 
 
 async def _within(call: Awaitable[Any], seconds: float) -> Any:
@@ -515,7 +524,26 @@ async def _within(call: Awaitable[Any], seconds: float) -> Any:
     return await asyncio.wait_for(call, seconds)
 
 
-def _count(call: CallInfo, usage: Any) -> None:
+def _price(cost: Any) -> float | None:
+    """LiteLLM's price for a call, if it is one (a finite amount, not negative); otherwise the call counts as
+    unpriced, as one LiteLLM knows no price for, rather than failing its agent when its record is made."""
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
+        return float(cost)
+    return None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What a call reported, filled in as it goes (`_recorded` makes the record's `CallInfo` of it)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float | None = None
+    error: str | None = None
+
+
+def _count(call: _Outcome, usage: Any) -> None:
     call.prompt_tokens = _field(usage, "prompt_tokens") or 0
     call.completion_tokens = _field(usage, "completion_tokens") or 0
     # What the provider itself reported as reasoning (thinking) tokens, if anything; never an estimate.

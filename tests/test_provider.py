@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import litellm
 import pytest
@@ -425,6 +426,24 @@ async def test_cost_is_the_sum_of_litellms_per_call_costs(fake, registered):
     assert cost == pytest.approx(expected, rel=1e-9)
     assert response.massgen["cost"] == pytest.approx(cost)
     assert response.massgen["unpriced_calls"] == 0
+
+
+@pytest.mark.parametrize("price", [math.nan, -1e-6])
+async def test_a_price_that_is_no_amount_counts_the_call_as_unpriced(fake, registered, monkeypatch, price):
+    """A custom price list can price a call at NaN or below zero. LiteLLM records such a price as 0 for the calls it
+    prices itself; the streamed presentation, which we price, counts as unpriced, and the run still answers."""
+    monkeypatch.setitem(
+        litellm.model_cost, "openai/odd-price", {"input_cost_per_token": price, "output_cost_per_token": 0.0}
+    )
+    fake.script("odd-price", answer_then_vote("4"))
+    write_preset(registered, "odd", [agent("odd-price"), agent("odd-price")])
+    stream = await litellm.acompletion(model="massgen/odd", messages=QUESTION, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).endswith("Final: 4")
+    record = next(c.massgen for c in chunks if getattr(c, "massgen", None))
+    presentation = [call for call in record["calls"] if call["kind"] == "present"]
+    assert presentation and presentation[0]["cost"] is None and record["unpriced_calls"] == 1
+    assert all(math.isfinite(call["cost"]) for call in record["calls"] if call["kind"] != "present")
 
 
 async def test_winner_answer_mode_makes_no_presentation_call(fake, registered):
