@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -472,7 +473,15 @@ class Coordinator:
 
 
 async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
-    """True if the event was set within the timeout (asyncio.timeout needs 3.11; we support 3.10)."""
+    """True if the event was set within the timeout. On 3.11+ in the caller's own task (asyncio.timeout); 3.10 has
+    only asyncio.wait, with a task of its own."""
+    if sys.version_info >= (3, 11):
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
     waiter = asyncio.ensure_future(event.wait())
     try:
         done, _ = await asyncio.wait({waiter}, timeout=timeout)
