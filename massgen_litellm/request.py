@@ -89,6 +89,11 @@ _LITELLM_OWN_KEYS = frozenset(
 )
 # What the caller asks of the reply (contract.py): its tools and its format.
 _CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
+_NO_SAMPLING = Sampling()
+# Every parameter a run reads; the others are logged as ignored.
+_KNOWN = frozenset(
+    {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
+)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # The team streams its progress as reasoning, and clients hand a reply back whole: on an assistant message, as these
 # fields (chat completions; LiteLLM's /v1/messages bridge turns Anthropic `thinking` blocks into both, its
@@ -185,7 +190,8 @@ def build_request(
         options = options.model_copy(update={"run_timeout": float(outer_timeout)})
 
     try:
-        sampling = Sampling.model_validate({n: params[n] for n in SAMPLING_PARAMS if params.get(n) is not None})
+        chosen_sampling = {n: params[n] for n in SAMPLING_PARAMS if params.get(n) is not None}
+        sampling = Sampling.model_validate(chosen_sampling) if chosen_sampling else _NO_SAMPLING
     except ValidationError as exc:
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
@@ -202,8 +208,7 @@ def build_request(
     if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_CHARS):
         raise MassGenInputError(f"user must be a string of at most {MAX_USER_CHARS} characters (your end user's id)")
 
-    known = {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
-    ignored = sorted(name for name in params if name not in known)
+    ignored = sorted(name for name in params if name not in _KNOWN)
     if ignored:
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     files = _context_servers(preset_name, preset, trusted)
