@@ -89,7 +89,7 @@ _LITELLM_OWN_KEYS = frozenset(
 )
 # What the caller asks of the reply (contract.py): its tools and its format.
 _CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
-_NO_SAMPLING = Sampling()
+_NO_SAMPLING = Sampling.model_validate({})
 # Every parameter a run reads; the others are logged as ignored.
 _KNOWN = frozenset(
     {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
