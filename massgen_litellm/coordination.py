@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 
@@ -208,6 +209,8 @@ class Coordinator:
         self._unanimous = False
         self._round_one_judged = False
         self._round_timer: asyncio.TimerHandle | None = None
+        # The answers shown at a view version, in agent order, as pairs and read-only (see _shown_to).
+        self._shown: tuple[int, list[tuple[str, str]], Mapping[str, str]] | None = None
 
     async def run(self) -> Outcome:
         self._start = time.monotonic()
@@ -340,13 +343,18 @@ class Coordinator:
             self._notify()
         self._check_settled()
 
-    def _shown_to(self, agent_id: str) -> dict[str, str]:
-        """The latest answers as `agent_id` sees them: in agent order, or rotated by its position (counterbalance)."""
-        answers = [(other, a.as_shown) for other, a in self._answers_in_agent_order().items()]
-        if self._limits.counterbalance and answers:
-            shift = self.agent_ids.index(agent_id) % len(answers)
-            answers = answers[shift:] + answers[:shift]
-        return dict(answers)
+    def _shown_to(self, agent_id: str) -> Mapping[str, str]:
+        """The latest answers as `agent_id` sees them: in agent order, or rotated by its position (counterbalance).
+        Made once per view version (and shared, read-only, by every agent it is the same for): at 16 agents a run
+        would otherwise copy every answer for every turn."""
+        if self._shown is None or self._shown[0] != self._version:
+            answers = [(other, a.as_shown) for other, a in self._answers_in_agent_order().items()]
+            self._shown = (self._version, answers, MappingProxyType(dict(answers)))
+        _, answers, in_order = self._shown
+        if not (self._limits.counterbalance and answers):
+            return in_order
+        shift = self.agent_ids.index(agent_id) % len(answers)
+        return MappingProxyType(dict(answers[shift:] + answers[:shift]))
 
     def _answers_capped(self) -> bool:
         cap = self._limits.max_new_answers_global
