@@ -12,7 +12,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -298,7 +298,7 @@ class Participant:
         text = reply.get("content") or ""
         return self._fit(text)
 
-    async def present_stream(self, messages: list[Message]) -> AsyncIterator[str]:
+    async def present_stream(self, messages: list[Message]) -> AsyncGenerator[str, None]:
         """The winner's own stream, passed through delta by delta, within the call's deadline and the size cap."""
         timeout = self._reserve("present")
         deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from litellm import CustomLLM
@@ -132,15 +133,18 @@ class MassGenLLM(CustomLLM):
         # content it passes only to clients that asked for usage.
         last: ModelResponseStream | None = None
         try:
-            async for piece in run.stream():
-                if isinstance(piece, Progress):
-                    chunk = _chunk(run, Delta(reasoning_content=piece.text))
-                    setattr(chunk, EVENT_FIELD, piece.event)
-                    yield chunk
-                else:
-                    if last is not None:
-                        yield last
-                    last = _chunk(run, _delta(piece))
+            # Closed before the record is made (finally, below), also when the client stops reading: the calls
+            # still open (the presentation) are recorded as they close.
+            async with aclosing(run.stream()) as pieces:
+                async for piece in pieces:
+                    if isinstance(piece, Progress):
+                        chunk = _chunk(run, Delta(reasoning_content=piece.text))
+                        setattr(chunk, EVENT_FIELD, piece.event)
+                        yield chunk
+                    else:
+                        if last is not None:
+                            yield last
+                        last = _chunk(run, _delta(piece))
         except Exception:
             if last is not None:  # the part of the reply that did arrive, before the error that ends it
                 yield last

@@ -7,7 +7,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -225,7 +226,7 @@ class Run:
             self.notes.append("the reply was cut at the caller's stop sequence")
         return cut
 
-    async def final_answer_stream(self) -> AsyncIterator[Content | Calls]:
+    async def final_answer_stream(self) -> AsyncGenerator[Content | Calls, None]:
         participant, answer = self._winner()
         if answer.tool_calls or self.request.contract.wants_json:
             # Calls come whole, and JSON is checked before it is sent: neither streams delta by delta.
@@ -242,14 +243,17 @@ class Run:
         sent = False
         scanner = stops.StopScanner(self._stops)
         try:
-            async for delta in presenter.present_stream(self._presentation_messages(presenter)):
-                sent = True
-                text = scanner.feed(delta)
-                if text:
-                    yield Content(text)
-                if scanner.stopped:
-                    self.notes.append("the reply was cut at the caller's stop sequence")
-                    break
+            # Closed when left, at a stop sequence too: the presentation's call is recorded (and its connection
+            # released) as it closes, and the record is made right after this stream ends.
+            async with aclosing(presenter.present_stream(self._presentation_messages(presenter))) as deltas:
+                async for delta in deltas:
+                    sent = True
+                    text = scanner.feed(delta)
+                    if text:
+                        yield Content(text)
+                    if scanner.stopped:
+                        self.notes.append("the reply was cut at the caller's stop sequence")
+                        break
             if rest := scanner.flush():
                 yield Content(rest)
         except Exception as exc:
@@ -274,7 +278,7 @@ class Run:
         logger.warning("massgen run %s: %s; returning the voted answer", self.run_id, why)
         return answer
 
-    async def stream(self) -> AsyncIterator[Progress | Content | Calls]:
+    async def stream(self) -> AsyncGenerator[Progress | Content | Calls, None]:
         """Progress lines, then the final answer as the winner streams it.
 
         The progress lines come as the agents work with `enable_live_progress`; by default they are held back until
@@ -309,8 +313,9 @@ class Run:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        async for piece in self.final_answer_stream():
-            yield piece
+        async with aclosing(self.final_answer_stream()) as pieces:  # closed with this stream, not when collected
+            async for piece in pieces:
+                yield piece
 
     def _spent(self) -> dict[str, object]:
         """Tokens and cost of the calls finished so far."""

@@ -168,6 +168,17 @@ async def test_stop_cuts_a_streamed_reply_across_chunk_boundaries(fake, register
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
 
 
+async def test_a_presentation_cut_at_a_stop_sequence_is_in_the_record(fake, registered):
+    """The stream stops reading the winner's presentation at the stop sequence; its call is still one of the run's,
+    in the record the last chunk carries, with its tokens."""
+    duo(fake, registered)
+    stream = await litellm.acompletion(model="massgen/team", messages=QUESTION, stop="capital", stream=True)
+    chunks = [chunk async for chunk in stream]
+    record = next(c.massgen for c in chunks if getattr(c, "massgen", None))
+    assert [c["kind"] for c in record["calls"]].count("present") == 1
+    assert len(record["calls"]) == len(fake.calls)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_stop_cuts_a_verbatim_answer(fake, registered, stream):
     duo(fake, registered, final="winner_answer")

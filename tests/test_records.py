@@ -70,3 +70,27 @@ async def test_one_info_line_per_run_and_debug_per_turn(fake, registered, caplog
     turns = sum(a["turns"] for a in response.massgen["agents"])
     assert sum(" turn agent" in line for line in debug) == turns
     assert any(" vote agent2 agent1" in line for line in debug)
+
+
+async def test_a_client_that_stops_reading_mid_reply_leaves_a_record_with_every_call(
+    fake, registered, tmp_path, monkeypatch
+):
+    """The client goes away while the winner is still presenting: the record kept on disk has the presentation's
+    call too (ended, with the reason), as the provider saw it."""
+    logs = tmp_path / "runs"
+    monkeypatch.setenv("MASSGEN_LOG_DIR", str(logs))
+    fake.script("a", answer_then_vote("word " * 200))
+    write_preset(registered, "duo", [agent("a"), agent("a")], skip_voting_when_unanimous=False)
+    stream = await litellm.acompletion(model="massgen/duo", messages=QUESTION, stream=True)
+    pieces = 0
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces += 1
+            if pieces == 3:
+                break
+    await stream.aclose()
+    files = list(logs.iterdir())
+    assert len(files) == 1
+    record = json.loads(files[0].read_text())
+    assert [c["kind"] for c in record["calls"]].count("present") == 1
+    assert len(record["calls"]) == len(fake.calls)
