@@ -167,7 +167,7 @@ def _check(path: Path, connect: bool = False) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{path}: valid. {preset.description}".rstrip())
-    print("options: " + ", ".join(f"{k}={v}" for k, v in preset.options.model_dump().items()))
+    print("options: " + ", ".join(f"{k}={v}" for k, v in preset.options().model_dump().items()))
     if preset.context_paths:
         paths = ", ".join(f"{entry.path} ({entry.mode})" for entry in preset.context_paths)
         print(f"context paths (every agent, as MCP servers files and files_rw): {paths}")

@@ -10,7 +10,6 @@ models (`massgen-litellm schema`), so the descriptions here are also what an edi
 from __future__ import annotations
 
 import fnmatch
-import functools
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -468,10 +467,8 @@ class Preset(RunOptions):
         own = agent.mcp_servers if isinstance(agent, PresetAgent) else []
         return [*self.mcp_servers, *own]
 
-    @functools.cached_property
     def options(self) -> RunOptions:
-        """The preset's run options alone, as the `RunOptions` a request's overrides are applied to (made once: a
-        preset is frozen, and one loaded preset serves every request until its file changes)."""
+        """The preset's run options alone, as the `RunOptions` a request's overrides are applied to."""
         return RunOptions.model_validate({name: getattr(self, name) for name in RUN_OPTION_NAMES})
 
 

@@ -175,7 +175,7 @@ def build_request(
 
     overrides = {name: params[name] for name in RUN_OPTION_NAMES if params.get(name) is not None}
     try:
-        options = preset.options
+        options = preset.options()
         if overrides:
             options = RunOptions.model_validate({**options.model_dump(), **overrides})
     except ValidationError as exc:
