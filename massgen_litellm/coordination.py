@@ -31,7 +31,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class View(NamedTuple):
@@ -480,22 +482,22 @@ class Coordinator:
         )
 
 
-async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
-    """True if the event was set within the timeout. On 3.11+ in the caller's own task (asyncio.timeout); 3.10 has
-    only asyncio.wait, with a task of its own."""
+async def within(call: Awaitable[T], seconds: float) -> T:
+    """`call`, cancelled after `seconds` (asyncio.TimeoutError). On Python 3.11+ in the caller's own task
+    (asyncio.timeout); 3.10 has only wait_for, which runs it in a task of its own, a cost paid on every use."""
     if sys.version_info >= (3, 11):
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            return False
-        return True
-    waiter = asyncio.ensure_future(event.wait())
+        async with asyncio.timeout(seconds):
+            return await call
+    return await asyncio.wait_for(call, seconds)
+
+
+async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
+    """True if the event was set within the timeout."""
     try:
-        done, _ = await asyncio.wait({waiter}, timeout=timeout)
-    finally:
-        waiter.cancel()
-    return bool(done)
+        await within(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 def _same(one: NewAnswer, other: NewAnswer) -> bool:

@@ -10,9 +10,8 @@ import asyncio
 import functools
 import math
 import re
-import sys
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from pydantic import BaseModel
 from .budget import Budget
 from .config import AgentConfig, Protocol, is_local_model
 from .contract import ReplyContract
-from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
+from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View, within
 from .errors import redact
 from .output_limits import OUTPUT_PARAMS, fit_output
 from .protocol import (
@@ -384,7 +383,7 @@ class Participant:
             "messages": messages,
             # Always the agent's call_timeout, never the run's time left: LiteLLM keeps one HTTP client per distinct
             # timeout, so a timeout that shrinks call by call would build a new client (and connection) every call.
-            # The run's deadline is ours to keep (`_within`, around the call).
+            # The run's deadline is ours to keep (`within`, around the call).
             "timeout": self.call_timeout,
             "metadata": {**self.metadata, "massgen_agent_id": self.agent_id, "massgen_call": kind},
         }
@@ -462,7 +461,7 @@ class Participant:
                 await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
-                response = await _within(
+                response = await within(
                     litellm.acompletion(**self._call_kwargs(messages, kind, tools, response_format)), timeout
                 )
             except asyncio.TimeoutError:
@@ -513,15 +512,6 @@ class Participant:
         except Exception:
             return None
         return _price(prompt_cost + completion_cost)
-
-
-async def _within(call: Awaitable[Any], seconds: float) -> Any:
-    """`call`, cancelled after `seconds` (asyncio.TimeoutError). On Python 3.11+ in the caller's own task: wait_for
-    would run it in a task of its own, a cost paid on every participant call."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await call
-    return await asyncio.wait_for(call, seconds)
 
 
 def _price(cost: Any) -> float | None:
