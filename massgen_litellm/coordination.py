@@ -211,8 +211,8 @@ class Coordinator:
         self._unanimous = False
         self._round_one_judged = False
         self._round_timer: asyncio.TimerHandle | None = None
-        # The answers shown at a view version, in agent order, as pairs and read-only (see _shown_to).
-        self._shown: tuple[int, list[tuple[str, str]], Mapping[str, str]] | None = None
+        # The answers shown at a view version, in agent order, read-only (see _shown_to).
+        self._shown: tuple[int, Mapping[str, str]] | None = None
 
     async def run(self) -> Outcome:
         self._start = time.monotonic()
@@ -350,13 +350,14 @@ class Coordinator:
         Made once per view version (and shared, read-only, by every agent it is the same for): at 16 agents a run
         would otherwise copy every answer for every turn."""
         if self._shown is None or self._shown[0] != self._version:
-            answers = [(other, a.as_shown) for other, a in self._answers_in_agent_order().items()]
-            self._shown = (self._version, answers, MappingProxyType(dict(answers)))
-        _, answers, in_order = self._shown
-        if not (self._limits.counterbalance and answers):
+            answers = {other: a.as_shown for other, a in self._answers_in_agent_order().items()}
+            self._shown = (self._version, MappingProxyType(answers))
+        in_order = self._shown[1]
+        if not (self._limits.counterbalance and in_order):
             return in_order
-        shift = self.agent_ids.index(agent_id) % len(answers)
-        return MappingProxyType(dict(answers[shift:] + answers[:shift]))
+        pairs = list(in_order.items())
+        shift = self.agent_ids.index(agent_id) % len(pairs)
+        return MappingProxyType(dict(pairs[shift:] + pairs[:shift]))
 
     def _answers_capped(self) -> bool:
         cap = self._limits.max_new_answers_global
