@@ -10,9 +10,10 @@ models (`massgen-litellm schema`), so the descriptions here are also what an edi
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
 
@@ -142,6 +143,31 @@ class AgentConfig(Sampling):
 FinalStrategy = Literal["present", "synthesize", "winner_answer"]
 # MassGen's three levels, for how critical a vote must be and how new a new answer must be.
 Strictness = Literal["lenient", "balanced", "strict"]
+
+
+_Frozen = TypeVar("_Frozen", bound=BaseModel)
+_Made = TypeVar("_Made")
+
+
+def once_per_object(make: Callable[[_Frozen], _Made]) -> Callable[[_Frozen], _Made]:
+    """`make(model)`, made once per frozen model object and then shared: what is made of a preset or an agent entry
+    on every request. The preset store hands every request the same objects while a file is unchanged. Kept by
+    identity, with the object itself so that its id is not reused, and a copy (`model_copy`) is another object: it
+    gets its own. What is made must not be changed by those it is shared with."""
+    kept: dict[int, tuple[_Frozen, _Made]] = {}
+
+    @functools.wraps(make)
+    def made(model: _Frozen) -> _Made:
+        hit = kept.get(id(model))
+        if hit is not None and hit[0] is model:
+            return hit[1]
+        value = make(model)
+        if len(kept) >= 256:  # presets edited many times over: the old objects go
+            kept.clear()
+        kept[id(model)] = (model, value)
+        return value
+
+    return made
 
 
 def is_local_model(model: str) -> bool:
@@ -469,7 +495,12 @@ class Preset(RunOptions):
 
     def options(self) -> RunOptions:
         """The preset's run options alone, as the `RunOptions` a request's overrides are applied to."""
-        return RunOptions.model_validate({name: getattr(self, name) for name in RUN_OPTION_NAMES})
+        return _options_of(self)
+
+
+@once_per_object
+def _options_of(preset: Preset) -> RunOptions:
+    return RunOptions.model_validate({name: getattr(preset, name) for name in RUN_OPTION_NAMES})
 
 
 def _inside(path: str, directory: str) -> bool:

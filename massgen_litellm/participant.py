@@ -20,7 +20,7 @@ import litellm
 from pydantic import BaseModel
 
 from .budget import Budget
-from .config import AgentConfig, Protocol, is_local_model
+from .config import AgentConfig, Protocol, is_local_model, once_per_object
 from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View, within
 from .errors import redact
@@ -36,7 +36,7 @@ from .protocol import (
     tool_schemas,
     turn_messages,
 )
-from .record import CallInfo, CallKind
+from .record import CallKind
 
 if TYPE_CHECKING:
     from .mcp_tools import ToolBox  # loaded by the first run that has MCP servers (run.py)
@@ -48,11 +48,18 @@ def pick_protocol(config: AgentConfig) -> Protocol:
     protocol; if it cannot use them, the agent finds out on its first turns and switches (see Participant)."""
     if config.protocol in ("tools", "text"):
         return config.protocol
+    return "text" if _cannot_call_tools(config.model) else "tools"
+
+
+@functools.cache
+def _cannot_call_tools(model: str) -> bool:
+    """Looked up once per model and process, as `model_max_output` is: for a model LiteLLM does not know, the look-up
+    fails by an exception, about 80 µs for every agent of every run."""
     try:
-        info = litellm.get_model_info(model=config.model)
+        info = litellm.get_model_info(model=model)
     except Exception:
-        return "tools"
-    return "text" if info.get("supports_function_calling") is False else "tools"
+        return False
+    return info.get("supports_function_calling") is False
 
 
 # Failed tool turns in a row after which an auto agent gives up on tools for the run.
@@ -82,6 +89,20 @@ def _refuses_tools(exc: BaseException | None) -> bool:
     if not isinstance(exc, (litellm.BadRequestError, litellm.UnsupportedParamsError)):
         return False
     return _TOOLS_REFUSED.search(str(getattr(exc, "message", exc)).lower()) is not None
+
+
+@once_per_object
+def _entry_params(config: AgentConfig) -> dict[str, Any]:
+    """What an agent's entry sends with every call, but its secrets: its sampling, its host and LiteLLM's options
+    (shared by every run of the entry: copied, never changed)."""
+    params: dict[str, Any] = config.sampling()
+    if config.api_base:
+        params["api_base"] = config.api_base
+    for name in ("api_version", "extra_body", "thinking", "drop_params"):
+        if getattr(config, name) is not None:
+            params[name] = getattr(config, name)
+    params["num_retries"] = config.retries
+    return params
 
 
 def _thinks(params: Mapping[str, Any], model: str) -> bool:
@@ -149,25 +170,20 @@ class Participant:
         self.saw_oversize = False  # a reply came back larger than max_answer_chars
         self._note = note
         self.metadata = dict(metadata)
-        self.calls: list[CallInfo] = []
+        self.calls: list[dict[str, Any]] = []  # the record's `CallInfo`s, in their JSON form
         self._clock = clock
         self._turn = 0
         self._model = config.model
-        self._params: dict[str, Any] = {**sampling, **config.sampling()}
+        self._params: dict[str, Any] = {**sampling, **_entry_params(config)}
         self._fitted: dict[str, Any] | None = None  # _params as every turn sends them (_turn_params)
-        if config.api_base:
-            self._params["api_base"] = config.api_base
+        # Read from the environment on every run, never kept: a key may be rotated while the server runs.
         api_key = config.resolved_api_key()
         if api_key:
             self._params["api_key"] = api_key
         headers = config.resolved_headers()
         if headers:
             self._params["extra_headers"] = headers
-        for name in ("api_version", "extra_body", "thinking", "drop_params"):
-            if getattr(config, name) is not None:
-                self._params[name] = getattr(config, name)
         self._secrets = [api_key, *headers.values()]
-        self._params["num_retries"] = config.retries
         if self.protocol == "text":
             self._drop_tools()
         elif _thinks(self._params, config.model):
@@ -420,7 +436,8 @@ class Participant:
     @contextmanager
     def _recorded(self, kind: CallKind) -> Iterator[_Outcome]:
         """Account for one call in the record: when it started, how long it took, what it reported, how it failed.
-        The record's entry is made (and validated) once, when the call ends."""
+        The record's entry (a `CallInfo` in its JSON form, as `Run.record` makes the whole record) is made once,
+        when the call ends."""
         started_at = self._clock()
         began = time.monotonic()
         outcome = _Outcome()
@@ -434,18 +451,18 @@ class Participant:
             raise
         finally:
             self.calls.append(
-                CallInfo(
-                    agent_id=self.agent_id,
-                    kind=kind,
-                    turn=None if kind == "present" else self._turn,
-                    started_at=started_at,
-                    seconds=round(time.monotonic() - began, 4),
-                    prompt_tokens=outcome.prompt_tokens,
-                    completion_tokens=outcome.completion_tokens,
-                    reasoning_tokens=outcome.reasoning_tokens,
-                    cost=outcome.cost,
-                    error=outcome.error,
-                )
+                {
+                    "agent_id": self.agent_id,
+                    "kind": kind,
+                    "turn": None if kind == "present" else self._turn,
+                    "started_at": started_at,
+                    "seconds": round(time.monotonic() - began, 4),
+                    "prompt_tokens": outcome.prompt_tokens,
+                    "completion_tokens": outcome.completion_tokens,
+                    "reasoning_tokens": outcome.reasoning_tokens,
+                    "cost": outcome.cost,
+                    "error": outcome.error,
+                }
             )
 
     async def _call(
@@ -524,7 +541,7 @@ def _price(cost: Any) -> float | None:
 
 @dataclass(slots=True)
 class _Outcome:
-    """What a call reported, filled in as it goes (`_recorded` makes the record's `CallInfo` of it)."""
+    """What a call reported, filled in as it goes (`_recorded` makes the record's entry of it)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -26,7 +26,6 @@ from .config import ContextPath
 from .coordination import NewAnswer
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
-from .record import RunRecord, UsageInfo
 from .request import build_request
 from .run import Calls, Content, Progress, Run
 
@@ -152,14 +151,14 @@ class MassGenLLM(CustomLLM):
         finally:
             record = run.finish()
         assert record is not None and last is not None
-        setattr(last, RECORD_FIELD, record.model_dump(mode="json"))
+        setattr(last, RECORD_FIELD, record)
         # The /v1/responses bridge keeps a delta's provider-specific fields and puts them on the finished response.
         last.choices[0].delta.provider_specific_fields = {RECORD_FIELD: getattr(last, RECORD_FIELD)}
         yield last
         # Usage goes on a chunk of its own before the finish chunk: LiteLLM reports that chunk's usage as the
         # stream's (to clients that asked for it), where it rebuilds the finish chunk itself and would drop it.
         closing = _chunk(run, Delta())
-        closing.usage = usage(record.usage)
+        closing.usage = usage(record["usage"])
         yield closing
         yield _chunk(run, Delta(), finish_reason="tool_calls" if last.choices[0].delta.tool_calls else "stop")
 
@@ -179,7 +178,7 @@ def from_proxy(litellm_params: Mapping[str, Any]) -> bool:
     return bool(litellm_params.get("proxy_server_request"))
 
 
-def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: NewAnswer) -> ModelResponse:
+def _completion(response: ModelResponse, run: Run, record: dict[str, Any], reply: NewAnswer) -> ModelResponse:
     response.model = run.model
     response.id = f"chatcmpl-{run.run_id}"  # as on every chunk of a stream
     message = response.choices[0].message
@@ -192,26 +191,26 @@ def _completion(response: ModelResponse, run: Run, record: RunRecord, reply: New
             for c in reply.tool_calls
         ]
     response.choices[0].finish_reason = "tool_calls" if reply.tool_calls else "stop"
-    response.usage = usage(record.usage)  # type: ignore[attr-defined]
+    response.usage = usage(record["usage"])  # type: ignore[attr-defined]
     # LiteLLM prices a response by this field when it is set, so the run's cost is what its users and the proxy's
     # spend tracking see.
-    response._hidden_params["response_cost"] = record.cost
-    setattr(response, RECORD_FIELD, record.model_dump(mode="json"))
+    response._hidden_params["response_cost"] = record["cost"]
+    setattr(response, RECORD_FIELD, record)
     # The /v1/responses bridge copies these onto the Responses API object (`provider_specific_fields.massgen`).
     response._hidden_params["provider_specific_fields"] = {RECORD_FIELD: getattr(response, RECORD_FIELD)}
     return response
 
 
-def usage(info: UsageInfo) -> Usage:
-    """The run's usage as LiteLLM's: the same object streamed or not. The reasoning tokens are the providers' own
-    figures, given explicitly: left out, LiteLLM would count the streamed progress lines (sent as
-    `reasoning_content`) as reasoning tokens, and every other token as not text."""
+def usage(info: Mapping[str, int]) -> Usage:
+    """The run's usage (the record's `usage`, a `UsageInfo` as JSON) as LiteLLM's: the same object streamed or not.
+    The reasoning tokens are the providers' own figures, given explicitly: left out, LiteLLM would count the
+    streamed progress lines (sent as `reasoning_content`) as reasoning tokens, and every other token as not text."""
     return Usage(
-        prompt_tokens=info.prompt_tokens,
-        completion_tokens=info.completion_tokens,
-        total_tokens=info.total_tokens,
+        prompt_tokens=info["prompt_tokens"],
+        completion_tokens=info["completion_tokens"],
+        total_tokens=info["total_tokens"],
         completion_tokens_details=CompletionTokensDetailsWrapper(
-            reasoning_tokens=info.reasoning_tokens, text_tokens=info.completion_tokens - info.reasoning_tokens
+            reasoning_tokens=info["reasoning_tokens"], text_tokens=info["completion_tokens"] - info["reasoning_tokens"]
         ),
     )
 

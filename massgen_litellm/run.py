@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -10,7 +11,8 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, NamedTuple
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import memory, stops
 from .budget import Budget
@@ -20,7 +22,7 @@ from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
 from .participant import Participant
 from .protocol import presentation_messages
-from .record import LOG_DIR_ENV, AgentInfo, AnswerInfo, RunRecord, ToolCallInfo, ToolWorkInfo, UsageInfo, VoteInfo
+from .record import LOG_DIR_ENV, RunRecord
 from .request import RunRequest
 
 if TYPE_CHECKING:
@@ -57,7 +59,9 @@ class Run:
         self.model = f"{PROVIDER}/{request.preset}"
         self.run_id = uuid.uuid4().hex
         self.started_at = datetime.now(timezone.utc)
-        self._t0 = time.monotonic()
+        # A function of its own, not a method: the participants keep it, and a participant that held the run would
+        # make every run a reference cycle, left for the garbage collector to free.
+        self._clock = functools.partial(_seconds_since, time.monotonic())
         self.outcome: Outcome | None = None
         self.presented_by: str | None = None
         self.notes: list[str] = []
@@ -108,9 +112,6 @@ class Run:
         options = self.request.options
         start_timeout = min(options.server_start_timeout, options.run_timeout)
         return ToolBox(servers, options.tool_timeout, options.tool_result_chars, start_timeout)
-
-    def _clock(self) -> float:
-        return round(time.monotonic() - self._t0, 4)
 
     async def _take_turn(self, agent_id: str, view: View) -> Action:
         return await self.participants[agent_id].take_turn(view)
@@ -321,12 +322,13 @@ class Run:
         """Tokens and cost of the calls finished so far."""
         calls = [c for p in self.participants.values() for c in p.calls]
         return {
-            "tokens": sum(c.prompt_tokens + c.completion_tokens for c in calls),
-            "cost": sum(c.cost or 0.0 for c in calls),
+            "tokens": sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls),
+            "cost": sum(c["cost"] or 0.0 for c in calls),
         }
 
-    def finish(self) -> RunRecord | None:
-        """The run's record, logged and kept where MASSGEN_LOG_DIR says; None if the run never got that far."""
+    def finish(self) -> dict[str, Any] | None:
+        """The run's record in its JSON form (see `record`), logged and kept where MASSGEN_LOG_DIR says; None if the
+        run never got that far."""
         if any(p.saw_oversize for p in self.participants.values()):
             memory.give_back()
         if self.outcome is None:
@@ -335,98 +337,107 @@ class Run:
         directory = os.environ.get(LOG_DIR_ENV)
         if directory:
             try:
-                record.save(directory)
+                RunRecord.model_validate(record).save(directory)
             except OSError as exc:  # the answer is still good; losing the file is worth a warning, not the request
-                logger.warning("massgen run %s: cannot write its record to %s: %s", record.run_id, directory, exc)
+                logger.warning("massgen run %s: cannot write its record to %s: %s", self.run_id, directory, exc)
         logger.info(
             "massgen run %s (%s): %s, winner %s, tally %s, %d calls, %d tokens, $%.6f, %.2fs",
-            record.run_id,
-            record.preset,
-            record.end_reason,
-            record.winner,
-            record.tally,
-            len(record.calls),
-            record.usage.total_tokens,
-            record.cost,
-            record.duration_seconds,
+            self.run_id,
+            record["preset"],
+            record["end_reason"],
+            record["winner"],
+            record["tally"],
+            len(record["calls"]),
+            record["usage"]["total_tokens"],
+            record["cost"],
+            record["duration_seconds"],
         )
         return record
 
-    def record(self) -> RunRecord:
+    def record(self) -> dict[str, Any]:
+        """The run's `RunRecord`, made directly in the JSON form it travels in (`RunRecord.model_dump(mode="json")`):
+        it is made on every request, and building and dumping the models costs more than the rest of a run's own
+        work. `RunRecord.model_validate` reads it back; the tests hold the two shapes together."""
         assert self.outcome is not None
         outcome = self.outcome
-        calls = sorted((c for p in self.participants.values() for c in p.calls), key=lambda c: c.started_at)
+        calls = sorted((c for p in self.participants.values() for c in p.calls), key=itemgetter("started_at"))
         agents = []
         for agent_id, participant in self.participants.items():
             state = outcome.agents[agent_id]
             own = participant.calls
             agents.append(
-                AgentInfo(
-                    id=agent_id,
-                    model=participant.config.model,
-                    protocol=participant.protocol,
-                    protocol_note=participant.protocol_note,
-                    status=state.status,
-                    turns=state.turns,
-                    answers=state.answers,
-                    failed_turns=state.failed_turns,
-                    busy_seconds=round(state.busy, 4),
-                    calls=len(own),
-                    prompt_tokens=sum(c.prompt_tokens for c in own),
-                    completion_tokens=sum(c.completion_tokens for c in own),
-                    cost=sum(c.cost or 0.0 for c in own),
-                    error=state.error,
-                )
+                {
+                    "id": agent_id,
+                    "model": participant.config.model,
+                    "protocol": participant.protocol,
+                    "protocol_note": participant.protocol_note,
+                    "status": state.status,
+                    "turns": state.turns,
+                    "answers": state.answers,
+                    "failed_turns": state.failed_turns,
+                    "busy_seconds": round(state.busy, 4),
+                    "calls": len(own),
+                    "prompt_tokens": sum(c["prompt_tokens"] for c in own),
+                    "completion_tokens": sum(c["completion_tokens"] for c in own),
+                    "cost": float(sum(c["cost"] or 0.0 for c in own)),
+                    "error": state.error,
+                }
             )
-        prompt_tokens = sum(c.prompt_tokens for c in calls)
-        completion_tokens = sum(c.completion_tokens for c in calls)
-        return RunRecord(
-            run_id=self.run_id,
-            preset=self.request.preset,
-            started_at=self.started_at.isoformat(),
-            duration_seconds=self._clock(),
-            end_reason=outcome.end_reason,
-            winner=outcome.winner,
-            chosen_by=outcome.chosen_by,
-            tally=outcome.tally,
-            final=self.request.options.final,
-            presented_by=self.presented_by,
-            agents=agents,
-            answers=[
-                AnswerInfo(
-                    label=a.label,
-                    agent_id=a.agent_id,
-                    content=a.content,
-                    at=a.at,
-                    informed=a.informed,
-                    tool_calls=[ToolCallInfo(name=c.name, arguments=c.arguments) for c in a.tool_calls],
-                    work=[ToolWorkInfo(**w._asdict()) for w in a.work],
-                )
+        prompt_tokens = sum(c["prompt_tokens"] for c in calls)
+        completion_tokens = sum(c["completion_tokens"] for c in calls)
+        return {
+            "run_id": self.run_id,
+            "preset": self.request.preset,
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": self._clock(),
+            "end_reason": outcome.end_reason,
+            "winner": outcome.winner,
+            "chosen_by": outcome.chosen_by,
+            "tally": dict(outcome.tally),
+            "final": self.request.options.final,
+            "presented_by": self.presented_by,
+            "agents": agents,
+            "answers": [
+                {
+                    "label": a.label,
+                    "agent_id": a.agent_id,
+                    "content": a.content,
+                    "at": a.at,
+                    "informed": a.informed,
+                    "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in a.tool_calls],
+                    "work": [w._asdict() for w in a.work],
+                }
                 for a in outcome.answers
             ],
-            votes=[
-                VoteInfo(
-                    voter=v.voter,
-                    target=v.target,
-                    reason=v.reason,
-                    at=v.at,
-                    voided=v.voided,
-                    voided_reason=v.voided_reason,
-                )
+            "votes": [
+                {
+                    "voter": v.voter,
+                    "target": v.target,
+                    "reason": v.reason,
+                    "at": v.at,
+                    "voided": v.voided,
+                    "voided_reason": v.voided_reason,
+                }
                 for v in outcome.votes
             ],
-            calls=calls,
-            usage=UsageInfo(
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=prompt_tokens + completion_tokens,
-                reasoning_tokens=sum(c.reasoning_tokens for c in calls),
-            ),
-            cost=sum(c.cost or 0.0 for c in calls),
-            unpriced_calls=sum(1 for c in calls if c.cost is None and c.error is None),
-            ignored_params=self.request.ignored_params,
-            notes=self.notes,
-            trusted=self.request.trusted,
-            options=self.request.options,
-            requests_reserved=self.budget.calls,
-        )
+            "calls": calls,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "reasoning_tokens": sum(c["reasoning_tokens"] for c in calls),
+            },
+            "cost": float(sum(c["cost"] or 0.0 for c in calls)),
+            "unpriced_calls": sum(1 for c in calls if c["cost"] is None and c["error"] is None),
+            "ignored_params": list(self.request.ignored_params),
+            "notes": list(self.notes),
+            "trusted": self.request.trusted,
+            "cache_hit": False,
+            "options": self.request.options.model_dump(mode="json"),
+            "requests_reserved": self.budget.calls,
+        }
+
+
+def _seconds_since(start: float) -> float:
+    """Seconds since `start` (a `time.monotonic()` reading), to the tenth of a millisecond, as a record gives times."""
+    return round(time.monotonic() - start, 4)

@@ -19,9 +19,27 @@ import respx
 import yaml
 
 from massgen_litellm import register_with_litellm
+from massgen_litellm.record import RunRecord
+from massgen_litellm.run import Run
 from massgen_litellm.testing.loopback import LoopbackServer
 from massgen_litellm.testing.openai_chat import BASE, KEY, Call, FakeLLM, Reply, answer, text, vote
 from tests.proxy import LiteLLMProxy
+
+
+@pytest.fixture(autouse=True)
+def records_keep_their_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record a test's runs make is a valid `RunRecord`, field for field its JSON form: `Run.record` makes that
+    form directly, without the models, so this is where the two are held together."""
+    make = Run.record
+
+    def checked(run: Run) -> dict[str, Any]:
+        record = make(run)
+        again = RunRecord.model_validate(record).model_dump(mode="json")
+        differ = sorted(key for key in {*record, *again} if record.get(key) != again.get(key))
+        assert not differ, f"Run.record differs from RunRecord's JSON form in {differ}"
+        return record
+
+    monkeypatch.setattr(Run, "record", checked)
 
 
 @pytest.fixture

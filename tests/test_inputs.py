@@ -228,6 +228,16 @@ def test_a_preset_written_moments_ago_is_read_on_every_load(tmp_path, monkeypatc
     assert len(reads) == 3
 
 
+def test_a_presets_run_options_are_its_own_and_made_once():
+    """A request reads the preset's run options; they are made once per preset object, and a copy with other
+    options has its own."""
+    preset = Preset.model_validate({"agents": [{"model": "openai/one"}], "max_turns_per_agent": 3})
+    assert preset.options() is preset.options() and preset.options().max_turns_per_agent == 3
+    changed = preset.model_copy(update={"max_turns_per_agent": 5})
+    assert changed.options().max_turns_per_agent == 5
+    assert preset.options().max_turns_per_agent == 3
+
+
 def test_register_is_idempotent_and_keeps_other_providers(monkeypatch):
     other = {"provider": "someone-else", "custom_handler": object()}
     monkeypatch.setattr(litellm, "custom_provider_map", [other])
