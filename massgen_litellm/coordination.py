@@ -227,9 +227,15 @@ class Coordinator:
         finally:
             if self._round_timer is not None:
                 self._round_timer.cancel()
-            for task in tasks:
-                task.cancel()
-            # Wait for the cancellations so no call outlives the run; agent loops record their own errors.
+            # Once settled, an agent waiting for a change leaves by itself when woken (its loop checks the run has
+            # settled): only the agents still in a turn are cancelled. A cancellation unwinds a task through an
+            # exception, dearer than a wake-up, and most agents are waiting when a run ends.
+            settled_now = self._settled.is_set()
+            self._notify()
+            for agent_id, task in zip(self.agent_ids, tasks, strict=True):
+                if not settled_now or self._agents[agent_id].turn_began is not None:
+                    task.cancel()
+            # Wait for every agent loop to end, so no call outlives the run; agent loops record their own errors.
             await asyncio.gather(*tasks, return_exceptions=True)
             for state in self._agents.values():
                 if state.status == "working":  # waiting for a turn when the run ended (a unanimous one)

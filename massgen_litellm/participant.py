@@ -11,9 +11,7 @@ import functools
 import math
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import litellm
@@ -433,37 +431,10 @@ class Participant:
             self._noted.add(note)
             self._note(note)
 
-    @contextmanager
-    def _recorded(self, kind: CallKind) -> Iterator[_Outcome]:
-        """Account for one call in the record: when it started, how long it took, what it reported, how it failed.
-        The record's entry (a `CallInfo` in its JSON form, as `Run.record` makes the whole record) is made once,
-        when the call ends."""
-        started_at = self._clock()
-        began = time.monotonic()
-        outcome = _Outcome()
-        try:
-            yield outcome
-        except AgentFailed as exc:
-            outcome.error = str(exc)
-            raise
-        except BaseException as exc:  # cancelled: the run ended or the caller went away
-            outcome.error = self._describe(exc)
-            raise
-        finally:
-            self.calls.append(
-                {
-                    "agent_id": self.agent_id,
-                    "kind": kind,
-                    "turn": None if kind == "present" else self._turn,
-                    "started_at": started_at,
-                    "seconds": round(time.monotonic() - began, 4),
-                    "prompt_tokens": outcome.prompt_tokens,
-                    "completion_tokens": outcome.completion_tokens,
-                    "reasoning_tokens": outcome.reasoning_tokens,
-                    "cost": outcome.cost,
-                    "error": outcome.error,
-                }
-            )
+    def _recorded(self, kind: CallKind) -> _CallRecord:
+        """Account for one call in the record (`with self._recorded(kind) as call:`): when it started, how long it
+        took, what it reported, how it failed."""
+        return _CallRecord(self, kind)
 
     async def _call(
         self,
@@ -539,22 +510,64 @@ def _price(cost: Any) -> float | None:
     return None
 
 
-@dataclass(slots=True)
-class _Outcome:
-    """What a call reported, filled in as it goes (`_recorded` makes the record's entry of it)."""
+class _CallRecord:
+    """One call, filled in as it goes; when the `with` block around the call is left, however it is left, its entry
+    (a `CallInfo` in its JSON form, as `Run.record` makes the whole record) goes on the participant's `calls`. A class
+    rather than a generator context manager: it is entered for every call."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost: float | None = None
-    error: str | None = None
+    __slots__ = (
+        "_began",
+        "_kind",
+        "_participant",
+        "_started_at",
+        "completion_tokens",
+        "cost",
+        "error",
+        "prompt_tokens",
+        "reasoning_tokens",
+    )
+
+    def __init__(self, participant: Participant, kind: CallKind) -> None:
+        self._participant = participant
+        self._kind = kind
+        self._started_at = participant._clock()
+        self._began = time.monotonic()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.reasoning_tokens = 0
+        self.cost: float | None = None
+        self.error: str | None = None
+
+    def __enter__(self) -> _CallRecord:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, traceback: object) -> None:
+        participant = self._participant
+        if exc is not None:  # an AgentFailed says why already; anything else (cancelled...) is described
+            self.error = str(exc) if isinstance(exc, AgentFailed) else participant._describe(exc)
+        participant.calls.append(
+            {
+                "agent_id": participant.agent_id,
+                "kind": self._kind,
+                "turn": None if self._kind == "present" else participant._turn,
+                "started_at": self._started_at,
+                "seconds": round(time.monotonic() - self._began, 4),
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "reasoning_tokens": self.reasoning_tokens,
+                "cost": self.cost,
+                "error": self.error,
+            }
+        )
 
 
-def _count(call: _Outcome, usage: Any) -> None:
-    call.prompt_tokens = _field(usage, "prompt_tokens") or 0
-    call.completion_tokens = _field(usage, "completion_tokens") or 0
+def _count(call: _CallRecord, usage: Any) -> None:
+    # Plain getattr: LiteLLM's Usage always has these fields (None where a provider gave nothing), and getattr finds
+    # a field that is there faster than _field does.
+    call.prompt_tokens = getattr(usage, "prompt_tokens", None) or 0
+    call.completion_tokens = getattr(usage, "completion_tokens", None) or 0
     # What the provider itself reported as reasoning (thinking) tokens, if anything; never an estimate.
-    call.reasoning_tokens = _field(_field(usage, "completion_tokens_details"), "reasoning_tokens") or 0
+    call.reasoning_tokens = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None) or 0
 
 
 # What LiteLLM returns beside a reply's text and tool calls and reads back when the message is sent again in the same

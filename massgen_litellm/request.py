@@ -94,6 +94,8 @@ _NO_SAMPLING = Sampling.model_validate({})
 _KNOWN = frozenset(
     {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
 )
+_RUN_OPTIONS = frozenset(RUN_OPTION_NAMES)
+_SAMPLING = frozenset(SAMPLING_PARAMS)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 # The team streams its progress as reasoning, and clients hand a reply back whole: on an assistant message, as these
 # fields (chat completions; LiteLLM's /v1/messages bridge turns Anthropic `thinking` blocks into both, its
@@ -173,7 +175,8 @@ def build_request(
         agents = parse_models(params["models"])
     _check_agents(agents, trusted)
 
-    overrides = {name: params[name] for name in RUN_OPTION_NAMES if params.get(name) is not None}
+    # Read off the request's few parameters, not looked up for each of the many names there are.
+    overrides = {name: value for name, value in params.items() if name in _RUN_OPTIONS and value is not None}
     try:
         options = preset.options()
         if overrides:
@@ -190,7 +193,7 @@ def build_request(
         options = options.model_copy(update={"run_timeout": float(outer_timeout)})
 
     try:
-        chosen_sampling = {n: params[n] for n in SAMPLING_PARAMS if params.get(n) is not None}
+        chosen_sampling = {name: value for name, value in params.items() if name in _SAMPLING and value is not None}
         sampling = Sampling.model_validate(chosen_sampling) if chosen_sampling else _NO_SAMPLING
     except ValidationError as exc:
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
@@ -213,7 +216,7 @@ def build_request(
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     files = _context_servers(preset_name, preset, trusted)
     servers = [[*preset.servers_for(agent), *files] for agent in agents]
-    shared = sampling.sampling()
+    shared = sampling.sampling() if chosen_sampling else {}
     # Output limits on the outer call bound the reply the client gets (the presentation), never the agents'
     # coordination turns: Claude Code sends max_tokens=32000 with every request.
     presentation_params.update({name: shared.pop(name) for name in OUTPUT_PARAMS if name in shared})

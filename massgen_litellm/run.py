@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import datetime, timezone
 from operator import itemgetter
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import memory, stops
 from .budget import Budget
-from .config import McpServer
+from .config import McpServer, RunOptions, once_per_object
 from .coordination import Action, Coordinator, Event, Limits, NewAnswer, Outcome, ToolCall, View
 from .errors import PROVIDER, all_agents_failed, no_answer, run_timed_out
 from .events import describe_event, start_line, summary
@@ -113,8 +113,8 @@ class Run:
         start_timeout = min(options.server_start_timeout, options.run_timeout)
         return ToolBox(servers, options.tool_timeout, options.tool_result_chars, start_timeout)
 
-    async def _take_turn(self, agent_id: str, view: View) -> Action:
-        return await self.participants[agent_id].take_turn(view)
+    def _take_turn(self, agent_id: str, view: View) -> Awaitable[Action]:
+        return self.participants[agent_id].take_turn(view)  # the participant's own coroutine: no frame of ours
 
     async def coordinate(self, on_event: Callable[[Event], None] | None = None) -> Outcome:
         toolboxes = {agent_id: p.toolbox for agent_id, p in self.participants.items() if p.toolbox is not None}
@@ -433,7 +433,7 @@ class Run:
             "notes": list(self.notes),
             "trusted": self.request.trusted,
             "cache_hit": False,
-            "options": self.request.options.model_dump(mode="json"),
+            "options": dict(_options_json(self.request.options)),  # a copy: the record is the caller's
             "requests_reserved": self.budget.calls,
         }
 
@@ -441,3 +441,9 @@ class Run:
 def _seconds_since(start: float) -> float:
     """Seconds since `start` (a `time.monotonic()` reading), to the tenth of a millisecond, as a record gives times."""
     return round(time.monotonic() - start, 4)
+
+
+@once_per_object
+def _options_json(options: RunOptions) -> dict[str, Any]:
+    """A run's options as its record gives them; every option is a number, a string or None."""
+    return options.model_dump(mode="json")
