@@ -262,12 +262,13 @@ class Coordinator:
                     self._agent_gone()
                     return
                 view = View(
-                    version=self._version,
-                    answers=self._shown_to(agent_id),
-                    can_answer=state.answers < self._limits.max_answers_per_agent and not self._answers_capped(),
+                    self._version,
+                    self._shown_to(agent_id),
+                    state.answers < self._limits.max_answers_per_agent and not self._answers_capped(),
                 )
                 state.turns += 1
-                self._emit("turn", agent_id, detail=str(state.turns))
+                if self._on_event is not None:
+                    self._emit("turn", agent_id, detail=str(state.turns))
                 began = state.turn_began = time.monotonic()
                 try:
                     action = await self._take_turn(agent_id, view)

@@ -172,6 +172,8 @@ class Participant:
         self._clock = clock
         self._turn = 0
         self._model = config.model
+        self._to_serve = is_local_model(config.model)  # a `local/` model whose server is not known yet (_connect)
+        self._requests_per_call = config.requests_per_call
         self._params: dict[str, Any] = {**sampling, **_entry_params(config)}
         self._fitted: dict[str, Any] | None = None  # _params as every turn sends them (_turn_params)
         # Read from the environment on every run, never kept: a key may be rotated while the server runs.
@@ -263,8 +265,10 @@ class Participant:
         return self.toolbox.schemas if self.toolbox is not None and self.max_tool_calls else []
 
     def _uses_own_tools(self, reply: Message) -> bool:
+        if self.toolbox is None:
+            return False
         names = [(c.get("function") or {}).get("name") for c in reply.get("tool_calls") or []]
-        return self.toolbox is not None and any(self.toolbox.owns(str(name)) for name in names)
+        return any(self.toolbox.owns(str(name)) for name in names)
 
     async def _run_own_tools(self, reply: Message, work: list[ToolWork]) -> list[Message]:
         """Run the agent's calls of its own tools, at once and off the event loop's critical path; every call in the
@@ -318,7 +322,8 @@ class Participant:
         with self._recorded("present") as call:
             stream = None
             try:
-                await self._connect()
+                if self._to_serve:
+                    await self._connect()
                 stream = await asyncio.wait_for(
                     litellm.acompletion(
                         **self._call_kwargs(messages, "present", None),
@@ -357,7 +362,7 @@ class Participant:
         presentation and at most RUN_END_GRACE past it for a turn: at the run's deadline the coordinator stops the
         turns still running (the agent is `stopped`, not failed), and a turn's own deadline only backs that up. The
         presentation comes after the coordination, so nothing but its own deadline ends it."""
-        self.budget.take(self.config.requests_per_call, presentation=kind == "present")
+        self.budget.take(self._requests_per_call, presentation=kind == "present")
         left = self.budget.seconds_left() + (0.0 if kind == "present" else RUN_END_GRACE)
         return min(self.call_timeout, left)
 
@@ -446,7 +451,8 @@ class Participant:
         timeout = self._reserve(kind)
         with self._recorded(kind) as call:
             try:
-                await self._connect()
+                if self._to_serve:
+                    await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
                 response = await within(
@@ -475,15 +481,14 @@ class Participant:
 
     async def _connect(self) -> None:
         """A `local/` model is served by the embedded server, started (in a thread: it loads the model) on first
-        use."""
-        if self._model != self.config.model or not is_local_model(self.config.model):
-            return
+        use (`_to_serve`)."""
         from . import local_server
 
         model, api_base = await asyncio.to_thread(local_server.endpoint, self.config.model)
         self._params.update(api_base=api_base, api_key="sk-local-no-key")
         self._fitted = None
         self._model = model
+        self._to_serve = False
 
     def _describe(self, exc: BaseException) -> str:
         """A one-line cause for the record, without keys: LiteLLM appends tracebacks and bug-report links to some
