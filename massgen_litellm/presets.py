@@ -40,8 +40,8 @@ class PresetStore:
     The directories, in order: the shipped presets, each directory of `MASSGEN_PRESETS_DIR` (separated by the
     platform's path separator, `:` on Unix), then `extra_dirs`. They are looked at on every lookup, so a preset added
     or edited on disk is used by the next request; a file whose status (time, size, inode) has not changed since it
-    was read, and had not changed for two seconds before, is not read again. A preset is `<name>.yaml` (or `.yml`)
-    with a valid name.
+    was read, and had not changed for two seconds before, is not read again. A preset is `<name>.yaml` (or `.yml`; the
+    `.yaml` file wins if a directory has both) with a valid name.
     """
 
     def __init__(
@@ -61,7 +61,8 @@ class PresetStore:
         for directory in self.directories():
             if not directory.is_dir():
                 continue
-            for path in sorted(directory.glob("*.y*ml")):
+            # name.yaml after name.yml, so that of the two the .yaml file wins (as _find finds it: first).
+            for path in sorted(directory.glob("*.y*ml"), key=lambda p: (p.stem, p.suffix == ".yaml")):
                 if path.suffix in (".yaml", ".yml") and is_valid_name(path.stem):
                     found[path.stem] = path
         return found
@@ -99,8 +100,9 @@ class PresetStore:
         """The file `files()` would give for `name`, and its status, found without listing every directory (this
         runs per request)."""
         for directory in reversed(self._directory_names()):
-            # files() takes a directory's files in sorted order, so of name.yaml and name.yml the later wins.
-            for suffix in (".yml", ".yaml"):
+            # .yaml first: of name.yaml and name.yml the .yaml file wins (as in files()), and it is the usual one, so
+            # most requests cost one stat.
+            for suffix in (".yaml", ".yml"):
                 path = os.path.join(directory, name + suffix)  # not pathlib: this is most of a request's set-up
                 try:
                     status = os.stat(path)

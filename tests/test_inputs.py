@@ -228,6 +228,18 @@ def test_a_preset_written_moments_ago_is_read_on_every_load(tmp_path, monkeypatc
     assert len(reads) == 3
 
 
+def test_of_name_yaml_and_name_yml_the_yaml_file_is_the_preset(tmp_path):
+    """A request and the preset list agree on which file is the preset when a directory has both."""
+    write_preset(tmp_path, "team", [agent("from-yaml")])
+    (tmp_path / "team.yml").write_text("agents:\n  - model: openai/from-yml\n")
+    write_preset(tmp_path, "other", [agent("x")])
+    (tmp_path / "other.yaml").rename(tmp_path / "other.yml")
+    store = PresetStore([tmp_path])
+    assert store.files()["team"].name == "team.yaml"
+    assert store.load("team").agents[0].model == "openai/from-yaml"
+    assert store.files()["other"].name == "other.yml" and store.load("other").agents[0].model == "openai/x"
+
+
 def test_a_presets_run_options_are_its_own_and_made_once():
     """A request reads the preset's run options; they are made once per preset object, and a copy with other
     options has its own."""
