@@ -129,8 +129,18 @@ class ReplyContract:
         )
 
 
+NO_CONTRACT = ReplyContract()
+"""A request's contract when it sends no tools and no format (most requests share it: nothing in it changes)."""
+CONTRACT_PARAMS = frozenset(
+    {"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"}
+)
+
+
 def build_contract(params: Mapping[str, Any], trusted: bool) -> ReplyContract:
-    """The caller's tools and format from a request's parameters, or a MassGenInputError naming what is wrong."""
+    """The caller's tools and format from a request's parameters (`CONTRACT_PARAMS`), or a MassGenInputError naming
+    what is wrong."""
+    if all(params.get(name) is None for name in CONTRACT_PARAMS):
+        return NO_CONTRACT
     contract = ReplyContract()
     tools = params.get("tools")
     if tools is None and params.get("functions") is not None:

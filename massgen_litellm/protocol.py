@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .config import Protocol
-from .contract import ReplyContract
+from .contract import NO_CONTRACT, ReplyContract
 from .coordination import Action, NewAnswer, ToolCall, ToolWork, View, Vote
 
 Message = dict[str, Any]
@@ -25,7 +25,6 @@ _VOTE_LINE = re.compile(r"^[\s*_#>`]*vote[\s*_`]*:[\s*_`]*(agent\d+)\b[\s*_`.]*(
 _REASON_PREFIX = re.compile(r"^[\s*_]*reason[\s*_]*:[\s*_]*", re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
 _CALL_LINE = re.compile(r"^[\s*_`]*CALL[\s*_`]*:\s*([A-Za-z0-9_-]+)\s*(.*?)[\s`]*$")
-_NO_CONTRACT = ReplyContract()
 
 # voting_sensitivity: how good an answer must be before an agent votes for it instead of improving on it.
 _VOTE_BAR = {
@@ -206,7 +205,7 @@ def turn_messages(
     view: View,
     protocol: Protocol,
     system_message: str | None,
-    contract: ReplyContract = _NO_CONTRACT,
+    contract: ReplyContract = NO_CONTRACT,
     sensitivity: str = "lenient",
 ) -> list[Message]:
     """The user's whole conversation, the agent's own system message first, and our instruction last."""
@@ -230,7 +229,7 @@ def turn_messages(
     return messages
 
 
-def tool_schemas(view: View, contract: ReplyContract = _NO_CONTRACT) -> list[dict[str, Any]]:
+def tool_schemas(view: View, contract: ReplyContract = NO_CONTRACT) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     if view.can_answer and contract.offers_tools:
         tools.extend(contract.tools)
@@ -280,7 +279,7 @@ def parse_reply(
     content: str | None,
     tool_calls: Sequence[Mapping[str, Any]],
     view: View,
-    contract: ReplyContract = _NO_CONTRACT,
+    contract: ReplyContract = NO_CONTRACT,
 ) -> Action | Malformed:
     """Read an agent's reply: a tool call if there is one, else the text protocol."""
     if tool_calls:

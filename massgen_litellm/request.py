@@ -37,7 +37,7 @@ from .config import (
     Sampling,
     is_local_model,
 )
-from .contract import ReplyContract, build_contract
+from .contract import CONTRACT_PARAMS, ReplyContract, build_contract
 from .errors import MassGenInputError, describe_validation_error
 from .output_limits import OUTPUT_PARAMS
 from .presets import PresetStore
@@ -88,11 +88,10 @@ _LITELLM_OWN_KEYS = frozenset(
     }
 )
 # What the caller asks of the reply (contract.py): its tools and its format.
-_CONTRACT = frozenset({"tools", "functions", "tool_choice", "function_call", "parallel_tool_calls", "response_format"})
 _NO_SAMPLING = Sampling.model_validate({})
 # Every parameter a run reads; the others are logged as ignored.
 _KNOWN = frozenset(
-    {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *_CONTRACT}
+    {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *CONTRACT_PARAMS}
 )
 _RUN_OPTIONS = frozenset(RUN_OPTION_NAMES)
 _SAMPLING = frozenset(SAMPLING_PARAMS)
