@@ -233,19 +233,29 @@ def test_the_docs_curl_example(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
 def rss_mb(pid: int) -> float:
     """Resident memory of the proxy and any worker processes it forked."""
     total = 0.0
-    for candidate in [pid, *_children(pid)]:
-        for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+    for candidate in [pid, *descendants(pid)]:
+        for line in _proc_text(f"/proc/{candidate}/status").splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) / 1024
     return total
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, found through /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += [int(child), *_children(int(child))]
+        for child in _proc_text(str(task / "children")).split():
+            found += [int(child), *descendants(int(child))]
     return found
+
+
+def _proc_text(path: str) -> str:
+    """A /proc file's text, or nothing if its thread or process ended since it was listed (the proxy's threads come
+    and go while it serves)."""
+    try:
+        return Path(path).read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 async def burst(proxy: LiteLLMProxy, runs: int, at_once: int) -> list[str]:

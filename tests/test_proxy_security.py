@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from massgen_litellm.testing.loopback import LoopbackServer, until
 from massgen_litellm.testing.openai_chat import Call, FakeLLM, Reply, answer, answer_then_vote, fail, vote
 from tests.proxy import MASTER_KEY, LiteLLMProxy
-from tests.test_proxy import QUESTION, burst, rss_mb
+from tests.test_proxy import QUESTION, burst, descendants, rss_mb
 
 pytest.importorskip("fastapi", reason="the LiteLLM proxy's dependencies are missing: pip install -e '.[test,proxy]'")
 
@@ -162,11 +161,11 @@ def test_only_the_operators_models_and_fields(
     backend: FakeLLM, proxy: LiteLLMProxy, models: list[object], named: str
 ) -> None:
     assert proxy.pid is not None
-    children = _descendants(proxy.pid)
+    children = set(descendants(proxy.pid))
     message = error_of(post(proxy, {"model": "massgen/open", "messages": QUESTION, "models": models}))
     assert named in message and "'clients:" in message
     assert backend.calls == []
-    assert _descendants(proxy.pid) == children  # no local model server was started
+    assert set(descendants(proxy.pid)) == children  # no local model server was started
 
 
 def test_models_within_the_allow_list_run(backend: FakeLLM, proxy: LiteLLMProxy) -> None:
@@ -382,7 +381,7 @@ def test_two_workers_and_two_proxies_serve_the_load(upstream: LoopbackServer) ->
         LiteLLMProxy(upstream.base_url, num_workers=2) as two_workers,
         LiteLLMProxy(upstream.base_url) as second,
     ):
-        assert two_workers.pid is not None and len(_descendants(two_workers.pid)) >= 2  # the workers are processes
+        assert two_workers.pid is not None and len(set(descendants(two_workers.pid))) >= 2  # the workers are processes
         answers = asyncio.run(_spread([two_workers, second], runs=200, at_once=20))
     assert answers == ["Final: 4"] * 200
 
@@ -404,12 +403,3 @@ async def _spread(proxies: list[LiteLLMProxy], runs: int, at_once: int) -> list[
     finally:
         for client in clients:
             await client.close()
-
-
-def _descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in os.scandir(f"/proc/{pid}/task"):
-        with open(f"{task.path}/children") as children:
-            for child in children.read().split():
-                found |= {int(child), *_descendants(int(child))}
-    return found
