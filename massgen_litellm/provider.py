@@ -131,6 +131,7 @@ class MassGenLLM(CustomLLM):
         # wrapper passes a chunk with content through, attributes and all, for every client; a chunk without
         # content it passes only to clients that asked for usage.
         last: ModelResponseStream | None = None
+        first: ModelResponseStream | None = None  # the stream's first chunk: LiteLLM prices the stream by it
         try:
             # Closed before the record is made (finally, below), also when the client stops reading: the calls
             # still open (the presentation) are recorded as they close.
@@ -139,18 +140,24 @@ class MassGenLLM(CustomLLM):
                     if isinstance(piece, Progress):
                         chunk = _chunk(run, Delta(reasoning_content=piece.text))
                         setattr(chunk, EVENT_FIELD, piece.event)
+                        first = first or chunk
                         yield chunk
                     else:
                         if last is not None:
                             yield last
                         last = _chunk(run, _delta(piece))
+                        first = first or last
         except Exception:
             if last is not None:  # the part of the reply that did arrive, before the error that ends it
                 yield last
             raise
         finally:
             record = run.finish()
-        assert record is not None and last is not None
+        assert record is not None and last is not None and first is not None
+        # LiteLLM prices a stream when it ends, by the hidden params of its first chunk (its stream builder puts them
+        # on the whole response): the run's cost goes there, as on a reply not streamed. Without it, the proxy's
+        # spend tracking billed a streamed run nothing.
+        first._hidden_params["response_cost"] = record["cost"]
         setattr(last, RECORD_FIELD, record)
         # The /v1/responses bridge keeps a delta's provider-specific fields and puts them on the finished response.
         last.choices[0].delta.provider_specific_fields = {RECORD_FIELD: getattr(last, RECORD_FIELD)}

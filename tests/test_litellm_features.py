@@ -415,24 +415,31 @@ def spend_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-async def test_through_the_proxy_a_run_is_billed_once_to_the_key_and_the_end_user(backend, features_proxy, spend_file):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_through_the_proxy_a_run_is_billed_once_to_the_key_and_the_end_user(
+    backend, features_proxy, spend_file, stream
+):
+    """Streamed too: a client must not escape its key's, team's and end user's budgets by asking for a stream."""
     backend.script("gpt-4o-mini", answer_then_vote(PARIS))  # the `priced` preset: a model LiteLLM has prices for
     client = features_proxy.async_client()
+    trace = f"trace-9-{stream}"
     metadata = {
-        "trace_id": "trace-9",
+        "trace_id": trace,
         "session_id": "session-9",
         "massgen_run_id": "forged",  # a client cannot forge ours...
         "user_api_key_end_user_id": "someone-else",  # ...nor the proxy's billing fields
         "user_api_key_hash": "forged",
     }
-    response = await client.chat.completions.create(
-        model="massgen/priced", messages=QUESTION, user="u-42", extra_body={"metadata": metadata}
-    )
-    record = (response.model_extra or {})["massgen"]
+    request = {"model": "massgen/priced", "messages": QUESTION, "user": "u-42", "extra_body": {"metadata": metadata}}
+    if stream:
+        chunks = [c async for c in await client.chat.completions.create(**request, stream=True)]
+        record = next(c.model_extra["massgen"] for c in chunks if (c.model_extra or {}).get("massgen"))
+    else:
+        record = ((await client.chat.completions.create(**request)).model_extra or {})["massgen"]
     assert record["cost"] > 0 and record["ignored_params"] == []
 
     def lines() -> list[dict[str, Any]]:
-        return [line for line in spend_lines(spend_file) if line["caller_trace_id"] == "trace-9"]
+        return [line for line in spend_lines(spend_file) if line["caller_trace_id"] == trace]
 
     await until(lambda: len(lines()) >= len(record["calls"]) + 1, 60, "the run's calls in the spend probe")
     billed = [line for line in lines() if line["billed"]]
