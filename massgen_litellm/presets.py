@@ -63,7 +63,8 @@ class PresetStore:
                 continue
             # name.yaml after name.yml, so that of the two the .yaml file wins (as _find finds it: first).
             for path in sorted(directory.glob("*.y*ml"), key=lambda p: (p.stem, p.suffix == ".yaml")):
-                if path.suffix in (".yaml", ".yml") and is_valid_name(path.stem):
+                # Regular files only, as _find takes them: a directory or a dangling link named team.yaml is no preset.
+                if path.suffix in (".yaml", ".yml") and is_valid_name(path.stem) and path.is_file():
                     found[path.stem] = path
         return found
 

@@ -10,6 +10,7 @@ import pytest
 import massgen_litellm
 from massgen_litellm import local_server, presets, register_with_litellm
 from massgen_litellm.config import Preset
+from massgen_litellm.errors import MassGenInputError
 from massgen_litellm.presets import PRESETS_DIR_ENV, PresetStore, shipped_presets_dir
 from massgen_litellm.testing.openai_chat import BASE, KEY, answer_then_vote
 from tests.conftest import agent, write_preset
@@ -234,10 +235,17 @@ def test_of_name_yaml_and_name_yml_the_yaml_file_is_the_preset(tmp_path):
     (tmp_path / "team.yml").write_text("agents:\n  - model: openai/from-yml\n")
     write_preset(tmp_path, "other", [agent("x")])
     (tmp_path / "other.yaml").rename(tmp_path / "other.yml")
+    (tmp_path / "other.yaml").mkdir()  # not a file: no preset, and no shadow over other.yml
+    (tmp_path / "ghost.yaml").symlink_to(tmp_path / "nowhere.yaml")
     store = PresetStore([tmp_path])
     assert store.files()["team"].name == "team.yaml"
     assert store.load("team").agents[0].model == "openai/from-yaml"
     assert store.files()["other"].name == "other.yml" and store.load("other").agents[0].model == "openai/x"
+    assert "ghost" not in store.files()
+    with pytest.raises(MassGenInputError, match="unknown preset 'ghost'") as info:
+        store.load("ghost")
+    listed = str(info.value).split("Available presets: ")[1].split(". Add")[0].split(", ")
+    assert "ghost" not in listed and "other" in listed
 
 
 def test_a_presets_run_options_are_its_own_and_made_once():
