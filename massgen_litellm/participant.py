@@ -46,13 +46,14 @@ def pick_protocol(config: AgentConfig) -> Protocol:
     protocol; if it cannot use them, the agent finds out on its first turns and switches (see Participant)."""
     if config.protocol in ("tools", "text"):
         return config.protocol
-    return "text" if _cannot_call_tools(config.model) else "tools"
+    return "text" if _cannot_call_tools(config.model, len(litellm.model_cost)) else "tools"
 
 
-@functools.cache
-def _cannot_call_tools(model: str) -> bool:
-    """Looked up once per model and process, as `model_max_output` is: for a model LiteLLM does not know, the look-up
-    fails by an exception, about 80 µs for every agent of every run."""
+@functools.lru_cache(maxsize=256)
+def _cannot_call_tools(model: str, known_models: int) -> bool:
+    """Looked up once per model while LiteLLM's model list keeps its size (`known_models`: `litellm.register_model`
+    adds to it, and a model registered later is looked up again): for a model LiteLLM does not know, the look-up fails
+    by an exception, about 80 µs for every agent of every run. Bounded: a proxy's clients may name many models."""
     try:
         info = litellm.get_model_info(model=model)
     except Exception:

@@ -280,6 +280,15 @@ def test_protocol_by_evidence_not_by_table(model, protocol):
     assert pick_protocol(AgentConfig(model=model)) == protocol
 
 
+def test_a_model_registered_later_is_looked_up_again(monkeypatch):
+    """The look-up is cached, but not past a change to LiteLLM's model list."""
+    agent = AgentConfig(model="openai/registered-later-without-tools")
+    assert pick_protocol(agent) == "tools"  # unknown to LiteLLM: tools, the stronger protocol
+    monkeypatch.setattr(litellm, "model_cost", dict(litellm.model_cost))  # the registration is undone after the test
+    litellm.register_model({agent.model: {"litellm_provider": "openai", "supports_function_calling": False}})
+    assert pick_protocol(agent) == "text"
+
+
 async def test_an_agent_whose_provider_refuses_tools_switches_to_text(fake, registered):
     def old_model(call: Call) -> Reply:
         if "tools" in call.body:
