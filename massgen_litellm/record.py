@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from datetime import datetime
@@ -232,7 +233,9 @@ class RunRecord(_Record):
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.run_id}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(self.model_dump_json(indent=2))
+                # ASCII with escapes: a reply may hold a lone surrogate ("\ud800", valid in JSON), which UTF-8 cannot
+                # encode; escaped, it is written and read back as it was.
+                out.write(json.dumps(self.model_dump(mode="json"), indent=2))
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -245,6 +248,9 @@ class RunRecord(_Record):
 
         Raises:
             OSError: the file cannot be read.
+            ValueError: it is not JSON.
             pydantic.ValidationError: it is not a run record (a field missing, a time that is NaN or out of range).
         """
-        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        # Python's JSON reader, not pydantic's: a record may hold a lone surrogate, escaped by `save`, which
+        # pydantic's refuses.
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -338,7 +338,7 @@ class Run:
         if directory:
             try:
                 RunRecord.model_validate(record).save(directory)
-            except OSError as exc:  # the answer is still good; losing the file is worth a warning, not the request
+            except (OSError, ValueError) as exc:  # the answer is still good; losing the file costs a warning only
                 logger.warning("massgen run %s: cannot write its record to %s: %s", self.run_id, directory, exc)
         logger.info(
             "massgen run %s (%s): %s, winner %s, tally %s, %d calls, %d tokens, $%.6f, %.2fs",

@@ -56,6 +56,18 @@ async def test_an_unwritable_log_dir_costs_a_warning_not_the_answer(fake, regist
     assert any("cannot write its record" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
+async def test_a_reply_utf_8_cannot_encode_is_logged_and_read_back(fake, registered, tmp_path, monkeypatch):
+    """A lone surrogate is valid JSON ("\\ud800") and arrives as such in a reply: the run's file holds it escaped,
+    where writing it as UTF-8 failed the whole request after its run."""
+    monkeypatch.setenv("MASSGEN_LOG_DIR", str(tmp_path))
+    fake.script("a", answer_then_vote("four \ud800 x"))
+    write_preset(registered, "duo", [agent("a"), agent("a")], final="winner_answer")
+    response = await litellm.acompletion(model="massgen/duo", messages=QUESTION)
+    assert response.choices[0].message.content == "four \ud800 x"
+    (path,) = tmp_path.glob("*.json")
+    assert RunRecord.load(path).model_dump(mode="json") == response.massgen
+
+
 async def test_one_info_line_per_run_and_debug_per_turn(fake, registered, caplog):
     caplog.set_level(logging.DEBUG, logger="massgen_litellm")
     fake.script("a", answer_then_vote("4"))
