@@ -85,9 +85,14 @@ _LITELLM_OWN_KEYS = frozenset(
         "kubernetes_pod_routing",
         # One call's own identity: each participant call is its own generation in the caller's trace.
         "generation_id",
+        # What LiteLLM writes back into the metadata dict it was given, after the call: a caller who passes the same
+        # dict again would send the last reply's hidden params (our whole record among them) with every participant
+        # call of the next run, into the next user's logs.
+        "hidden_params",
+        "llm_api_timing_windows",
+        "raw_request",
     }
 )
-# What the caller asks of the reply (contract.py): its tools and its format.
 _NO_SAMPLING = Sampling.model_validate({})
 # Every parameter a run reads; the others are logged as ignored.
 _KNOWN = frozenset(

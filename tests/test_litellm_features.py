@@ -52,6 +52,10 @@ class Seen(CustomLogger):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[dict[str, Any]] = []
+        self.before: list[str] = []  # each call's metadata as JSON, as loggers see it before the call is made
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        self.before.append(json.dumps((kwargs.get("litellm_params") or {}).get("metadata") or {}, default=str))
 
     async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
@@ -120,6 +124,22 @@ async def test_user_and_the_callers_metadata_reach_every_participant_call(fake, 
         assert call["metadata"]["massgen_run_id"] == response.massgen["run_id"]
         assert "user_api_key_hash" not in call["metadata"]
         assert call["user"] == "u-42"
+
+
+async def test_a_metadata_dict_passed_again_carries_nothing_of_the_last_run(fake, registered, seen):
+    """LiteLLM writes a reply's hidden params (our whole record among them) back into the metadata dict it was given:
+    a caller that passes the same dict again must not send one run's record with the next run's calls."""
+    duo(fake, registered)
+    metadata = {"tags": ["shared"]}  # one dict for every request, as a server's constant would be
+    first = await litellm.acompletion(model="massgen/team", messages=QUESTION, metadata=metadata)
+    await seen.wait_for(len(first.massgen["calls"]) + 1)  # LiteLLM writes into the dict as it logs the call
+    assert first.massgen["run_id"] in json.dumps(metadata, default=str), "else this test would show nothing"
+    seen.calls.clear()
+    seen.before.clear()
+    second = await litellm.acompletion(model="massgen/team", messages=QUESTION, metadata=metadata)
+    participants = [m for m in seen.before if second.massgen["run_id"] in m and "massgen_agent_id" in m]
+    assert len(participants) == len(second.massgen["calls"])
+    assert all(first.massgen["run_id"] not in m and "shared" in m for m in participants)
 
 
 async def test_without_a_trace_id_the_team_shares_the_outer_calls_trace(fake, registered, seen):
