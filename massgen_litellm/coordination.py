@@ -184,6 +184,11 @@ class Limits(NamedTuple):
     skip_voting_when_unanimous: bool = True
 
 
+# A timer may fire this much before its time (the event loop's clock resolution and rounding): a turn that has
+# lasted the timeout within it has lasted the timeout.
+_TIMER_SLACK = 0.001
+
+
 class Coordinator:
     def __init__(
         self,
@@ -380,14 +385,23 @@ class Coordinator:
 
     def _close_round(self, timeout: float) -> None:
         """The round's time is up: an agent whose turn has lasted longer than the round's timeout is late, and the
-        others stop waiting for it. (One in a turn it began since, on the changing view, is keeping up.)"""
+        others stop waiting for it. One in a turn begun since is looked at again when that turn has lasted the
+        timeout: a turn begun just after the round (behind the others' synchronous set-up, or woken by the round's
+        own change) would otherwise never be late with no grace, and would hold the run until its end."""
         self._round_timer = None
         now = time.monotonic()
+        left = []
         for agent_id, state in self._agents.items():
-            slow = state.turn_began is not None and now - state.turn_began >= timeout
-            if slow and state.status == "working" and not state.late:
+            if state.turn_began is None or state.status != "working" or state.late:
+                continue
+            lasted = now - state.turn_began
+            if lasted >= timeout - _TIMER_SLACK:
                 state.late = True
                 self._emit("late", agent_id, detail="its round closed; the others go on without it")
+            else:
+                left.append(timeout - lasted)
+        if left:
+            self._round_timer = asyncio.get_running_loop().call_later(min(left), self._close_round, timeout)
         self._notify()
         self._check_settled()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -378,6 +379,28 @@ async def test_a_straggler_no_longer_holds_the_others_once_its_round_closes():
     assert outcome.duration < 30  # it did not wait for agent3's turn
     assert [e.agent_id for e in events if e.kind == "late"] == ["agent3"]
     assert outcome.agents["agent3"].status == "stopped"
+
+
+async def test_a_turn_begun_just_after_its_round_is_late_once_it_has_lasted_the_timeout():
+    # With no grace, the round's timer fires when the round has lasted its timeout; a turn begun a few ms after the
+    # round (behind another agent's synchronous set-up, as LiteLLM's is) has not lasted that long yet. It must still
+    # be found late a moment later, not waited for until the run's end.
+    straggler = asyncio.Event()  # never set: agent2's first turn lasts until it is stopped
+
+    async def take_turn(agent_id: str, view: View) -> Action:
+        if agent_id == "agent2":
+            await straggler.wait()
+        if not view.answers:
+            time.sleep(0.02)  # noqa: ASYNC251 (blocking on purpose: synchronous work that delays agent2's turn)
+            return NewAnswer("4")
+        return Vote("agent1", "right")
+
+    limits = Limits(initial_round_timeout=0.1, round_timeout_grace=0.0, run_timeout=10)
+    events: list[Event] = []
+    outcome = await Coordinator(["agent1", "agent2"], take_turn, limits, events.append).run()
+    assert [e.agent_id for e in events if e.kind == "late"] == ["agent2"]
+    assert outcome.end_reason == "consensus" and outcome.winner == "agent1"
+    assert outcome.duration < 5  # found late after about 0.12 s, not held until the run's end
 
 
 async def test_without_round_timeouts_the_straggler_is_waited_for():
