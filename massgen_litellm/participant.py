@@ -325,7 +325,7 @@ class Participant:
             try:
                 if self._to_serve:
                     await self._connect()
-                stream = await asyncio.wait_for(
+                stream = await within(
                     litellm.acompletion(
                         **self._call_kwargs(messages, "present", None),
                         stream=True,
@@ -337,7 +337,7 @@ class Participant:
                 room = self.max_answer_chars
                 while room > 0:
                     try:
-                        chunk = await asyncio.wait_for(chunks.__anext__(), deadline - time.monotonic())
+                        chunk = await within(chunks.__anext__(), deadline - time.monotonic())
                     except StopAsyncIteration:
                         break
                     if getattr(chunk, "usage", None):

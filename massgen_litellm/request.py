@@ -93,7 +93,6 @@ _LITELLM_OWN_KEYS = frozenset(
         "raw_request",
     }
 )
-_NO_SAMPLING = Sampling.model_validate({})
 # Every parameter a run reads; the others are logged as ignored.
 _KNOWN = frozenset(
     {"models", "model", "num_agents", "n", "stop", *RUN_OPTION_NAMES, *SAMPLING_PARAMS, *_PLUMBING, *CONTRACT_PARAMS}
@@ -198,7 +197,8 @@ def build_request(
 
     try:
         chosen_sampling = {name: value for name, value in params.items() if name in _SAMPLING and value is not None}
-        sampling = Sampling.model_validate(chosen_sampling) if chosen_sampling else _NO_SAMPLING
+        # Nothing to validate when none is set: most requests set none.
+        shared = Sampling.model_validate(chosen_sampling).sampling() if chosen_sampling else {}
     except ValidationError as exc:
         raise MassGenInputError(describe_validation_error(exc, Sampling, "")) from None
     _check_size(conversation, agents, options)
@@ -220,7 +220,6 @@ def build_request(
         logger.warning("massgen/%s: ignoring parameters a coordination run does not use: %s", preset_name, ignored)
     files = _context_servers(preset_name, preset, trusted)
     servers = [[*preset.servers_for(agent), *files] for agent in agents]
-    shared = sampling.sampling() if chosen_sampling else {}
     # Output limits on the outer call bound the reply the client gets (the presentation), never the agents'
     # coordination turns: Claude Code sends max_tokens=32000 with every request.
     presentation_params.update({name: shared.pop(name) for name in OUTPUT_PARAMS if name in shared})
