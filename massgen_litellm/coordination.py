@@ -26,14 +26,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple
 
-T = TypeVar("T")
+from .deadlines import TIMER_SLACK, within
 
 
 class View(NamedTuple):
@@ -184,9 +183,8 @@ class Limits(NamedTuple):
     skip_voting_when_unanimous: bool = True
 
 
-# A timer may fire this much before its time (the event loop's clock resolution and rounding): a turn that has
-# lasted the timeout within it has lasted the timeout.
-_TIMER_SLACK = 0.001
+# An agent's statuses that hold the run up no longer.
+_DONE = frozenset({"voted", "exhausted", "failed"})
 
 
 class Coordinator:
@@ -395,7 +393,7 @@ class Coordinator:
             if state.turn_began is None or state.status != "working" or state.late:
                 continue
             lasted = now - state.turn_began
-            if lasted >= timeout - _TIMER_SLACK:
+            if lasted >= timeout - TIMER_SLACK:
                 state.late = True
                 self._emit("late", agent_id, detail="its round closed; the others go on without it")
             else:
@@ -411,9 +409,11 @@ class Coordinator:
 
     def _first_round_open(self) -> bool:
         """Some active agent, not late, has yet to give its first answer."""
-        return any(
-            state.status == "working" and not state.answers and not state.late for state in self._agents.values()
-        )
+        # A loop, not any() over a generator: asked several times a turn, of every agent.
+        for state in self._agents.values():
+            if state.status == "working" and not state.answers and not state.late:
+                return True
+        return False
 
     def _agent_gone(self) -> None:
         """An agent can take no more turns (failed, or out of turns or budget): that may close round one."""
@@ -455,10 +455,14 @@ class Coordinator:
         self._emit("void", vote.voter, target=vote.target, detail=reason)
 
     def _check_settled(self) -> None:
-        states = self._agents.values()
-        done = [state.status in ("voted", "exhausted", "failed") for state in states]
         # A late agent does not hold the others up, but a run of late agents only is not settled.
-        if all(d or state.late for d, state in zip(done, states, strict=True)) and any(done):
+        any_done = False
+        for state in self._agents.values():
+            if state.status in _DONE:
+                any_done = True
+            elif not state.late:
+                return
+        if any_done:
             self._settled.set()
 
     def _end_reason(self) -> EndReason:
@@ -502,15 +506,6 @@ class Coordinator:
             latest_answers=self._answers_in_agent_order(),
             chosen_by=chosen_by,
         )
-
-
-async def within(call: Awaitable[T], seconds: float) -> T:
-    """`call`, cancelled after `seconds` (asyncio.TimeoutError). On Python 3.11+ in the caller's own task
-    (asyncio.timeout); 3.10 has only wait_for, which runs it in a task of its own, a cost paid on every use."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await call
-    return await asyncio.wait_for(call, seconds)
 
 
 async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:

@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from .budget import Budget
 from .config import AgentConfig, Protocol, is_local_model, once_per_object
 from .contract import ReplyContract
-from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View, within
+from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
+from .deadlines import Deadline, within
 from .errors import redact
 from .output_limits import OUTPUT_PARAMS, fit_output
 from .protocol import (
@@ -171,6 +172,8 @@ class Participant:
         self.metadata = dict(metadata)
         self.calls: list[dict[str, Any]] = []  # the record's `CallInfo`s, in their JSON form
         self._clock = clock
+        # Its calls' deadlines, one after another (one timer for many calls); closed when the run is over.
+        self.deadline = Deadline()
         self._turn = 0
         self._model = config.model
         self._to_serve = is_local_model(config.model)  # a `local/` model whose server is not known yet (_connect)
@@ -456,9 +459,8 @@ class Participant:
                     await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
-                response = await within(
-                    litellm.acompletion(**self._call_kwargs(messages, kind, tools, response_format)), timeout
-                )
+                with self.deadline.after(timeout):
+                    response = await litellm.acompletion(**self._call_kwargs(messages, kind, tools, response_format))
             except asyncio.TimeoutError:
                 why = f"call_timeout={self.call_timeout}s" if timeout == self.call_timeout else "the run's run_timeout"
                 raise AgentFailed(f"Timeout: no reply within {why}") from None

@@ -328,7 +328,9 @@ class Run:
 
     def finish(self) -> dict[str, Any] | None:
         """The run's record in its JSON form (see `record`), logged and kept where MASSGEN_LOG_DIR says; None if the
-        run never got that far."""
+        run never got that far. Called once the run is over, however it ended."""
+        for participant in self.participants.values():
+            participant.deadline.close()  # its idle timer would hold the participant until its call_timeout
         if any(p.saw_oversize for p in self.participants.values()):
             memory.give_back()
         if self.outcome is None:
