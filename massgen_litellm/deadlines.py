@@ -16,6 +16,11 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# Python 3.11+: a task counts the cancellations asked of it (`Task.cancelling`, `Task.uncancel`), which is how a
+# deadline tells its own cancellation from a caller's. On 3.10 it cannot, and a caller's cancellation landing with
+# the deadline would be taken for a timeout and lost: there `within` (asyncio.wait_for) bounds each await instead.
+TASKS_COUNT_CANCELLATIONS = sys.version_info >= (3, 11)
+
 # A timer may fire this much before its time (the event loop's clock resolution and rounding): an await that has
 # lasted its time within it has lasted its time.
 TIMER_SLACK = 0.001
@@ -35,7 +40,8 @@ class Deadline:
     `asyncio.TimeoutError` in its place, as `asyncio.timeout` does; a cancellation from elsewhere stays a
     cancellation. For one task's awaits in turn (never two at once, never across tasks), each due no earlier than
     the one before: the timer set for one await is kept, idle, and at its time it looks at the await then running
-    and, if that one is not due yet, waits for it. So one timer serves every await that starts before it fires."""
+    and, if that one is not due yet, waits for it. So one timer serves every await that starts before it fires.
+    Python 3.11+ only (`TASKS_COUNT_CANCELLATIONS`)."""
 
     __slots__ = ("_cancelling", "_due", "_expired", "_loop", "_task", "_timer")
 
@@ -48,13 +54,14 @@ class Deadline:
         self._timer: asyncio.TimerHandle | None = None
 
     def after(self, seconds: float) -> Deadline:
+        if sys.version_info < (3, 11):
+            raise RuntimeError("Deadline needs Python 3.11+ (Task.uncancel); on 3.10 use within()")
         loop = self._loop = asyncio.get_running_loop()
         task = self._task = asyncio.current_task()
         assert task is not None, "a deadline is kept for a task"
         due = self._due = loop.time() + seconds
         self._expired = False
-        if sys.version_info >= (3, 11):  # the cancellations already asked of the task: not ours to turn into a timeout
-            self._cancelling = task.cancelling()
+        self._cancelling = task.cancelling()  # asked before: not ours to turn into a timeout
         timer = self._timer
         if timer is None or timer.when() > due:  # no timer, or one set for a later await (not in the usual order)
             if timer is not None:
@@ -73,10 +80,11 @@ class Deadline:
             return
         self._expired = False
         assert self._task is not None
-        if sys.version_info >= (3, 11) and self._task.uncancel() > self._cancelling:
-            return  # cancelled from elsewhere too: that cancellation goes on
-        if kind is asyncio.CancelledError:
-            raise asyncio.TimeoutError from exc
+        if sys.version_info >= (3, 11):  # always, where a Deadline is made (see `after`)
+            if self._task.uncancel() > self._cancelling:
+                return  # cancelled from elsewhere too: that cancellation goes on
+            if kind is asyncio.CancelledError:
+                raise asyncio.TimeoutError from exc
 
     def _check(self) -> None:
         self._timer = None

@@ -21,7 +21,7 @@ from .budget import Budget
 from .config import AgentConfig, Protocol, is_local_model, once_per_object
 from .contract import ReplyContract
 from .coordination import Action, AgentFailed, NewAnswer, ToolWork, TurnFailed, View
-from .deadlines import Deadline, within
+from .deadlines import TASKS_COUNT_CANCELLATIONS, Deadline, within
 from .errors import redact
 from .output_limits import OUTPUT_PARAMS, fit_output
 from .protocol import (
@@ -353,7 +353,7 @@ class Participant:
                 if room <= 0:
                     self._note(f"{self.agent_id}'s presentation was cut at max_answer_chars={self.max_answer_chars}")
             except asyncio.TimeoutError:
-                raise AgentFailed(f"Timeout: the presentation did not finish within {timeout:.0f}s") from None
+                raise AgentFailed(f"Timeout: the presentation did not finish within {timeout:.3g}s") from None
             except Exception as exc:
                 raise AgentFailed(self._describe(exc)) from exc
             finally:
@@ -459,8 +459,12 @@ class Participant:
                     await self._connect()
                 # LiteLLM's `timeout` bounds each HTTP read, not the call: a server that trickles bytes, or LiteLLM's
                 # retries, could outlast it. The participant's call gets a hard deadline of its own.
-                with self.deadline.after(timeout):
-                    response = await litellm.acompletion(**self._call_kwargs(messages, kind, tools, response_format))
+                kwargs = self._call_kwargs(messages, kind, tools, response_format)
+                if TASKS_COUNT_CANCELLATIONS:
+                    with self.deadline.after(timeout):
+                        response = await litellm.acompletion(**kwargs)
+                else:
+                    response = await within(litellm.acompletion(**kwargs), timeout)
             except asyncio.TimeoutError:
                 why = f"call_timeout={self.call_timeout}s" if timeout == self.call_timeout else "the run's run_timeout"
                 raise AgentFailed(f"Timeout: no reply within {why}") from None
