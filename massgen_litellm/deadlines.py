@@ -38,9 +38,10 @@ async def within(call: Awaitable[T], seconds: float) -> T:
 class Deadline:
     """`with deadline.after(seconds): await ...` cancels the await when `seconds` have passed and raises
     `asyncio.TimeoutError` in its place, as `asyncio.timeout` does; a cancellation from elsewhere stays a
-    cancellation. For one task's awaits in turn (never two at once, never across tasks), each due no earlier than
-    the one before: the timer set for one await is kept, idle, and at its time it looks at the await then running
-    and, if that one is not due yet, waits for it. So one timer serves every await that starts before it fires.
+    cancellation. For awaits one after another, never two at once, each due no earlier than the one before: the
+    timer set for one await is kept, idle, and at its time it looks at the await then running and, if that one is
+    not due yet, waits for it. So one timer serves every await that starts before it fires. The task is taken at
+    each `after`: a participant's turns run in its agent's task, its presentation later in the caller's.
     Python 3.11+ only (`TASKS_COUNT_CANCELLATIONS`)."""
 
     __slots__ = ("_cancelling", "_due", "_expired", "_loop", "_task", "_timer")
