@@ -30,8 +30,8 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from .errors import PROVIDER
 from .presets import PresetStore
+from .record import RECORD_FIELD
 
-RECORD_FIELD = "massgen"
 CACHE_HIT_FIELD = "cache_hit"
 
 

@@ -26,10 +26,10 @@ from .config import ContextPath
 from .coordination import NewAnswer
 from .errors import PROVIDER, MassGenInputError, bad_request
 from .presets import PresetStore
+from .record import RECORD_FIELD
 from .request import build_request
 from .run import Calls, Content, Progress, Run
 
-RECORD_FIELD = "massgen"
 EVENT_FIELD = "massgen_event"  # on each progress chunk: what happened, as data (see Run.stream)
 # Through the proxy, every reply carries the run id in this header (docs/records.md): `proxy_guard` sends it, read
 # from the request's metadata, where the run puts it under RUN_ID_KEY as a `RunId`.

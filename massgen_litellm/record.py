@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .config import FinalStrategy, Protocol, RunOptions
 from .coordination import ChosenBy, EndReason
 
+RECORD_FIELD = "massgen"
+"""The field that carries the record: `response.massgen`, `"massgen"` in the proxy's JSON, on a stream's last
+answer chunk."""
+
 LOG_DIR_ENV = "MASSGEN_LOG_DIR"
 
 CallKind = Literal["turn", "retry", "present"]
