@@ -44,12 +44,11 @@ class Deadline:
     each `after`: a participant's turns run in its agent's task, its presentation later in the caller's.
     Python 3.11+ only (`TASKS_COUNT_CANCELLATIONS`)."""
 
-    __slots__ = ("_cancelling", "_due", "_expired", "_loop", "_task", "_timer")
+    __slots__ = ("_cancelling", "_due", "_expired", "_task", "_timer")
 
     def __init__(self) -> None:
         self._due: float | None = None  # the running await's time (the loop's clock), None between awaits
         self._expired = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -57,7 +56,7 @@ class Deadline:
     def after(self, seconds: float) -> Deadline:
         if sys.version_info < (3, 11):
             raise RuntimeError("Deadline needs Python 3.11+ (Task.uncancel); on 3.10 use within()")
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         task = self._task = asyncio.current_task()
         assert task is not None, "a deadline is kept for a task"
         due = self._due = loop.time() + seconds
@@ -89,9 +88,10 @@ class Deadline:
 
     def _check(self) -> None:
         self._timer = None
-        due, loop, task = self._due, self._loop, self._task
-        if due is None or loop is None or task is None:
+        due, task = self._due, self._task
+        if due is None or task is None:
             return  # between awaits: the next one sets its own timer
+        loop = asyncio.get_running_loop()  # the timer's own: it runs there
         if loop.time() >= due - TIMER_SLACK:
             self._expired = True
             task.cancel()
