@@ -475,13 +475,14 @@ class Participant:
             call.cost = _price((_field(response, "_hidden_params") or {}).get("response_cost"))
             if not response.choices:
                 raise AgentFailed(f"{self.config.model} returned a response with no choices")
-        message = response.choices[0].message
-        tool_calls = [_plain(tc) for tc in (_field(message, "tool_calls") or [])]
-        size = len(message.content or "") + sum(len(c["function"]["arguments"] or "") for c in tool_calls)
+        message = _fields(response.choices[0].message, _MESSAGE_FIELDS)
+        content = message.get("content")
+        tool_calls = [_plain(tc) for tc in message.get("tool_calls") or ()]
+        size = len(content or "") + sum(len(c["function"]["arguments"] or "") for c in tool_calls)
         self.saw_oversize = self.saw_oversize or size > self.max_answer_chars
-        reply: Message = {"role": "assistant", "content": message.content, "tool_calls": tool_calls}
+        reply: Message = {"role": "assistant", "content": content, "tool_calls": tool_calls}
         for name in _CARRIED:
-            value = _field(message, name)
+            value = message.get(name)
             if value:
                 reply[name] = value
         return reply
@@ -588,19 +589,27 @@ def _count(call: _CallRecord, usage: Any) -> None:
 _CARRIED = ("thinking_blocks", "reasoning_content", "provider_specific_fields")
 
 
+_MESSAGE_FIELDS = ("content", "tool_calls", *_CARRIED)
+_TOOL_CALL_FIELDS = ("id", "function", "provider_specific_fields")
+_FUNCTION_FIELDS = ("name", "arguments", "provider_specific_fields")
+
+
 def _plain(tool_call: Any) -> dict[str, Any]:
     """A tool call as a plain dict, with the provider's fields LiteLLM reads back on it (Gemini's thought signature
     rides in `provider_specific_fields`, on the call or its function, or in the id)."""
     if isinstance(tool_call, Mapping):
         return dict(tool_call)
-    function = _field(tool_call, "function")
+    fields = _fields(tool_call, _TOOL_CALL_FIELDS)
+    function = _fields(fields.get("function"), _FUNCTION_FIELDS)
     plain: dict[str, Any] = {
-        "id": _field(tool_call, "id"),
+        "id": fields.get("id"),
         "type": "function",
-        "function": {"name": _field(function, "name"), "arguments": _field(function, "arguments")},
+        "function": {"name": function.get("name"), "arguments": function.get("arguments")},
     }
-    for owner, fields in ((plain, tool_call), (plain["function"], function)):
-        extra = _field(fields, "provider_specific_fields")
+    for owner, extra in (
+        (plain, fields.get("provider_specific_fields")),
+        (plain["function"], function.get("provider_specific_fields")),
+    ):
         if extra:
             owner["provider_specific_fields"] = extra
     return plain
@@ -627,6 +636,22 @@ def _field(obj: Any, name: str) -> Any:
     if where == "private":
         return (obj.__pydantic_private__ or {}).get(name)
     return getattr(obj, name, None)
+
+
+def _fields(obj: Any, names: tuple[str, ...]) -> Mapping[str, Any]:
+    """`{name: _field(obj, name) for name in names}` to read with `.get` (a name missing is None), found at once: a
+    LiteLLM message or tool call, whose fields are all stored (`_stored_in`), is read straight from the instance
+    (shared, not copied: read it, never change it)."""
+    cls: type = type(obj)
+    if _all_stored(cls, names):
+        extra = obj.__pydantic_extra__
+        return {**extra, **obj.__dict__} if extra else obj.__dict__
+    return {name: _field(obj, name) for name in names}
+
+
+@functools.lru_cache(maxsize=256)
+def _all_stored(cls: type, names: tuple[str, ...]) -> bool:
+    return all(_stored_in(cls, name) == "fields" for name in names)
 
 
 @functools.lru_cache(maxsize=256)
