@@ -160,7 +160,7 @@ class MassGenLLM(CustomLLM):
         first._hidden_params["response_cost"] = record["cost"]
         setattr(last, RECORD_FIELD, record)
         # The /v1/responses bridge keeps a delta's provider-specific fields and puts them on the finished response.
-        last.choices[0].delta.provider_specific_fields = {RECORD_FIELD: getattr(last, RECORD_FIELD)}
+        last.choices[0].delta.provider_specific_fields = {RECORD_FIELD: record}
         yield last
         # Usage goes on a chunk of its own before the finish chunk: LiteLLM reports that chunk's usage as the
         # stream's (to clients that asked for it), where it rebuilds the finish chunk itself and would drop it.
@@ -204,7 +204,7 @@ def _completion(response: ModelResponse, run: Run, record: dict[str, Any], reply
     response._hidden_params["response_cost"] = record["cost"]
     setattr(response, RECORD_FIELD, record)
     # The /v1/responses bridge copies these onto the Responses API object (`provider_specific_fields.massgen`).
-    response._hidden_params["provider_specific_fields"] = {RECORD_FIELD: getattr(response, RECORD_FIELD)}
+    response._hidden_params["provider_specific_fields"] = {RECORD_FIELD: record}
     return response
 
 
