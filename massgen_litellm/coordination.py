@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NamedTuple
 
-from .deadlines import TIMER_SLACK, within
+from .deadlines import TIMER_SLACK
 
 
 class View(NamedTuple):
@@ -208,9 +208,12 @@ class Coordinator:
         self._votes: list[VoteEntry] = []
         self._valid: dict[str, VoteEntry] = {}
         self._agents = {agent_id: AgentState() for agent_id in self.agent_ids}
+        # The agents yet to answer, in agent order: only they can hold round one open (an agent's answers only grow).
+        self._unanswered = dict(self._agents)
         # Set (and replaced) on every change that may let a waiting agent go on; see _notify.
         self._changed = asyncio.Event()
-        self._settled = asyncio.Event()
+        # Settled (True), or out of time (False): made by `run`, in its loop; see _settle.
+        self._settled: asyncio.Future[bool] | None = None
         self._unanimous = False
         self._round_one_judged = False
         self._round_timer: asyncio.TimerHandle | None = None
@@ -219,21 +222,26 @@ class Coordinator:
 
     async def run(self) -> Outcome:
         self._start = time.monotonic()
+        loop = asyncio.get_running_loop()
+        # A future and a timer rather than a wait for an event within a timeout: the same, with less to set up.
+        settled = self._settled = loop.create_future()
+        deadline = loop.call_later(self._limits.run_timeout, self._settle, False)
         self._start_round(self._limits.initial_round_timeout)
         tasks = [
             asyncio.create_task(self._agent_loop(agent_id), name=f"massgen-{agent_id}") for agent_id in self.agent_ids
         ]
         try:
-            settled = await _wait_for_event(self._settled, self._limits.run_timeout)
             # Judged before the agents still in a turn are stopped: a late agent's state says it was left behind.
-            end_reason = self._end_reason() if settled else "timeout"
+            end_reason = self._end_reason() if await settled else "timeout"
         finally:
+            deadline.cancel()
             if self._round_timer is not None:
                 self._round_timer.cancel()
             # Once settled, an agent waiting for a change leaves by itself when woken (its loop checks the run has
             # settled): only the agents still in a turn are cancelled. A cancellation unwinds a task through an
             # exception, dearer than a wake-up, and most agents are waiting when a run ends.
-            settled_now = self._settled.is_set()
+            settled_now = settled.done() and not settled.cancelled() and settled.result()
+            self._settle(False)  # ended by a cancellation from outside: no agent starts another turn
             self._notify()
             for agent_id, task in zip(self.agent_ids, tasks, strict=True):
                 if not settled_now or self._agents[agent_id].turn_began is not None:
@@ -255,7 +263,7 @@ class Coordinator:
     async def _agent_loop(self, agent_id: str) -> None:
         state = self._agents[agent_id]
         try:
-            while not self._settled.is_set():  # once settled, no new turn: the run is ending
+            while not self._ended():  # once settled, no new turn: the run is ending
                 if state.status == "voted" or (state.answers and self._first_round_open()):
                     changed = self._changed
                     await changed.wait()
@@ -311,6 +319,7 @@ class Coordinator:
                 self._emit("turn_failed", agent_id, detail="an answer it was not allowed to give")
                 return
             state.answers += 1
+            self._unanswered.pop(agent_id, None)
             label = f"{agent_id}.{state.answers}"
             informed = any(other != agent_id for other in view.answers)
             entry = AnswerEntry(
@@ -409,11 +418,8 @@ class Coordinator:
 
     def _first_round_open(self) -> bool:
         """Some active agent, not late, has yet to give its first answer."""
-        # A loop, not any() over a generator: asked several times a turn, of every agent.
-        for state in self._agents.values():
-            if state.status == "working" and not state.answers and not state.late:
-                return True
-        return False
+        # Only the agents yet to answer are looked at: asked several times a turn, this was a scan of every agent.
+        return any(state.status == "working" and not state.late for state in self._unanswered.values())
 
     def _agent_gone(self) -> None:
         """An agent can take no more turns (failed, or out of turns or budget): that may close round one."""
@@ -441,7 +447,7 @@ class Coordinator:
         if len(answers) < 2 or not all(_same(answers[0], other) for other in answers[1:]):
             return False
         self._unanimous = True
-        self._settled.set()
+        self._settle(True)
         return True
 
     def _notify(self) -> None:
@@ -463,7 +469,15 @@ class Coordinator:
             elif not state.late:
                 return
         if any_done:
-            self._settled.set()
+            self._settle(True)
+
+    def _settle(self, settled: bool) -> None:
+        """End the coordination: settled (True) or out of time (False); the first to come decides."""
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(settled)
+
+    def _ended(self) -> bool:
+        return self._settled is not None and self._settled.done()
 
     def _end_reason(self) -> EndReason:
         if self._unanimous:
@@ -506,15 +520,6 @@ class Coordinator:
             latest_answers=self._answers_in_agent_order(),
             chosen_by=chosen_by,
         )
-
-
-async def _wait_for_event(event: asyncio.Event, timeout: float) -> bool:
-    """True if the event was set within the timeout."""
-    try:
-        await within(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        return False
-    return True
 
 
 def _same(one: NewAnswer, other: NewAnswer) -> bool:
