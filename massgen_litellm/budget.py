@@ -21,16 +21,19 @@ class Budget:
         self.tokens = 0  # reported by finished calls
         self._held_back = min(held_back, max_calls - 1)
 
-    def take(self, requests: int, *, presentation: bool = False) -> None:
-        """Reserve `requests` upstream requests for one call, or raise OutOfBudget saying which cap is spent."""
+    def take(self, requests: int, *, presentation: bool = False) -> float:
+        """Reserve `requests` upstream requests for one call, or raise OutOfBudget saying which cap is spent; the
+        seconds left of the run, as `seconds_left()` (read once: the call needs it next)."""
         available = self.max_calls - (0 if presentation else self._held_back)
         if self.calls + requests > available:
             raise OutOfBudget(f"the run has used its max_calls={self.max_calls} upstream requests")
         if self.tokens >= self.max_tokens:
             raise OutOfBudget(f"the run has used its max_run_tokens={self.max_tokens} tokens")
-        if self.seconds_left() <= 0:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
             raise OutOfBudget("the run has reached its run_timeout")
         self.calls += requests
+        return left
 
     def spend(self, tokens: int) -> None:
         self.tokens += tokens

@@ -323,7 +323,7 @@ class Participant:
         """The winner's own stream, passed through delta by delta, within the call's deadline and the size cap."""
         timeout = self._reserve("present")
         deadline = time.monotonic() + timeout
-        with self._recorded("present") as call:
+        with _CallRecord(self, "present") as call:
             stream = None
             try:
                 if self._to_serve:
@@ -366,8 +366,8 @@ class Participant:
         presentation and at most RUN_END_GRACE past it for a turn: at the run's deadline the coordinator stops the
         turns still running (the agent is `stopped`, not failed), and a turn's own deadline only backs that up. The
         presentation comes after the coordination, so nothing but its own deadline ends it."""
-        self.budget.take(self._requests_per_call, presentation=kind == "present")
-        left = self.budget.seconds_left() + (0.0 if kind == "present" else RUN_END_GRACE)
+        left = self.budget.take(self._requests_per_call, presentation=kind == "present")
+        left += 0.0 if kind == "present" else RUN_END_GRACE
         return min(self.call_timeout, left)
 
     def _fit(self, text: str) -> str:
@@ -440,11 +440,6 @@ class Participant:
             self._noted.add(note)
             self._note(note)
 
-    def _recorded(self, kind: CallKind) -> _CallRecord:
-        """Account for one call in the record (`with self._recorded(kind) as call:`): when it started, how long it
-        took, what it reported, how it failed."""
-        return _CallRecord(self, kind)
-
     async def _call(
         self,
         messages: list[Message],
@@ -453,7 +448,7 @@ class Participant:
         response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         timeout = self._reserve(kind)
-        with self._recorded(kind) as call:
+        with _CallRecord(self, kind) as call:
             try:
                 if self._to_serve:
                     await self._connect()
@@ -524,7 +519,8 @@ def _price(cost: Any) -> float | None:
 
 
 class _CallRecord:
-    """One call, filled in as it goes; when the `with` block around the call is left, however it is left, its entry
+    """One call's account in the record (`with _CallRecord(participant, kind) as call:`): when it started, how long
+    it took, what it reported, how it failed. Filled in as it goes; when the `with` block is left, however, its entry
     (a `CallInfo` in its JSON form, as `Run.record` makes the whole record) goes on the participant's `calls`. A class
     rather than a generator context manager: it is entered for every call."""
 
@@ -601,17 +597,12 @@ def _plain(tool_call: Any) -> dict[str, Any]:
         return dict(tool_call)
     fields = _fields(tool_call, _TOOL_CALL_FIELDS)
     function = _fields(fields.get("function"), _FUNCTION_FIELDS)
-    plain: dict[str, Any] = {
-        "id": fields.get("id"),
-        "type": "function",
-        "function": {"name": function.get("name"), "arguments": function.get("arguments")},
-    }
-    for owner, extra in (
-        (plain, fields.get("provider_specific_fields")),
-        (plain["function"], function.get("provider_specific_fields")),
-    ):
-        if extra:
-            owner["provider_specific_fields"] = extra
+    plain_function = {"name": function.get("name"), "arguments": function.get("arguments")}
+    plain: dict[str, Any] = {"id": fields.get("id"), "type": "function", "function": plain_function}
+    if fields.get("provider_specific_fields"):
+        plain["provider_specific_fields"] = fields["provider_specific_fields"]
+    if function.get("provider_specific_fields"):
+        plain_function["provider_specific_fields"] = function["provider_specific_fields"]
     return plain
 
 
