@@ -73,6 +73,7 @@ class Run:
         # it: a caller who asks for a fresh run (cache={"no-cache": True}, or a preset with enable_cache: false) must
         # get one, not the replies of an earlier run's agents.
         common = {"user": request.user, "litellm_trace_id": trace_id, "cache": {"no-cache": True, "no-store": True}}
+        common = {name: value for name, value in common.items() if value is not None}
         self._stops: list[str] = request.presentation_params.get("stop") or []
         n = len(request.agents)
         options = request.options
@@ -97,7 +98,7 @@ class Run:
                 max_tool_calls=options.max_tool_calls_per_turn,
                 voting_sensitivity=options.voting_sensitivity,
                 novelty=options.answer_novelty_requirement,
-                common_params={name: value for name, value in common.items() if value is not None},
+                common_params=common,
                 presentation_params=request.presentation_params,
             )
             for i, (config, servers) in enumerate(
