@@ -262,8 +262,10 @@ class Coordinator:
 
     async def _agent_loop(self, agent_id: str) -> None:
         state = self._agents[agent_id]
+        settled = self._settled
+        assert settled is not None, "agent loops run inside run()"
         try:
-            while not self._ended():  # once settled, no new turn: the run is ending
+            while not settled.done():  # once settled, no new turn: the run is ending
                 if state.status == "voted" or (state.answers and self._first_round_open()):
                     changed = self._changed
                     await changed.wait()
@@ -475,9 +477,6 @@ class Coordinator:
         """End the coordination: settled (True) or out of time (False); the first to come decides."""
         if self._settled is not None and not self._settled.done():
             self._settled.set_result(settled)
-
-    def _ended(self) -> bool:
-        return self._settled is not None and self._settled.done()
 
     def _end_reason(self) -> EndReason:
         if self._unanimous:
