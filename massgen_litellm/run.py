@@ -365,12 +365,9 @@ class Run:
         outcome = self.outcome
         calls = sorted((c for p in self.participants.values() for c in p.calls), key=itemgetter("started_at"))
         agents = []
-        spent = []
         for agent_id, participant in self.participants.items():
             state = outcome.agents[agent_id]
             own = participant.calls
-            spent.append(_spent_on(own))
-            prompt_tokens, completion_tokens, _, cost, _ = spent[-1]
             agents.append(
                 {
                     "id": agent_id,
@@ -383,13 +380,14 @@ class Run:
                     "failed_turns": state.failed_turns,
                     "busy_seconds": round(state.busy, 4),
                     "calls": len(own),
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "cost": cost,
+                    "prompt_tokens": sum(c["prompt_tokens"] for c in own),
+                    "completion_tokens": sum(c["completion_tokens"] for c in own),
+                    "cost": float(sum(c["cost"] or 0.0 for c in own)),
                     "error": state.error,
                 }
             )
-        prompt_tokens, completion_tokens, reasoning_tokens, cost, unpriced = map(sum, zip(*spent, strict=True))
+        prompt_tokens = sum(c["prompt_tokens"] for c in calls)
+        completion_tokens = sum(c["completion_tokens"] for c in calls)
         return {
             "run_id": self.run_id,
             "preset": self.request.preset,
@@ -430,10 +428,10 @@ class Run:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-                "reasoning_tokens": reasoning_tokens,
+                "reasoning_tokens": sum(c["reasoning_tokens"] for c in calls),
             },
-            "cost": float(cost),
-            "unpriced_calls": unpriced,
+            "cost": float(sum(c["cost"] or 0.0 for c in calls)),
+            "unpriced_calls": sum(1 for c in calls if c["cost"] is None and c["error"] is None),
             "ignored_params": list(self.request.ignored_params),
             "notes": list(self.notes),
             "trusted": self.request.trusted,
@@ -441,22 +439,6 @@ class Run:
             "options": dict(_options_json(self.request.options)),  # a copy: the record is the caller's
             "requests_reserved": self.budget.calls,
         }
-
-
-def _spent_on(calls: list[dict[str, Any]]) -> tuple[int, int, int, float, int]:
-    """Prompt, completion and reasoning tokens, cost (US dollars) and unpriced calls (priced by no one, yet not
-    failed) of some calls' `CallInfo`s, in one pass: the record gives them per agent and for the run."""
-    prompt_tokens = completion_tokens = reasoning_tokens = unpriced = 0
-    cost = 0.0
-    for call in calls:
-        prompt_tokens += call["prompt_tokens"]
-        completion_tokens += call["completion_tokens"]
-        reasoning_tokens += call["reasoning_tokens"]
-        if call["cost"] is not None:
-            cost += call["cost"]
-        elif call["error"] is None:
-            unpriced += 1
-    return prompt_tokens, completion_tokens, reasoning_tokens, cost, unpriced
 
 
 def _seconds_since(start: float) -> float:
