@@ -47,8 +47,7 @@ class PresetStore:
     def __init__(
         self, extra_dirs: Sequence[str | os.PathLike[str]] = (), context_paths: Sequence[ContextPath] = ()
     ) -> None:
-        self.extra_dirs = tuple(Path(d) for d in extra_dirs)
-        self._extra_names = tuple(map(str, self.extra_dirs))  # as _directory_names is keyed, once
+        self.extra_dirs = [Path(d) for d in extra_dirs]
         # Added to every preset loaded here: the context paths of the process that runs the team (--context-path).
         self.context_paths = list(context_paths)
 
@@ -115,7 +114,7 @@ class PresetStore:
         return None
 
     def _directory_names(self) -> list[str]:
-        return _directory_names(os.environ.get(PRESETS_DIR_ENV, ""), self._extra_names)
+        return _directory_names(os.environ.get(PRESETS_DIR_ENV, ""), tuple(map(str, self.extra_dirs)))
 
 
 @functools.lru_cache(maxsize=16)
