@@ -197,6 +197,18 @@ def test_presets_dir_from_the_environment(tmp_path, monkeypatch):
     assert PresetStore().load("envteam").agents[0].model == "openai/a"
 
 
+def test_a_stores_extra_dirs_are_read_at_every_lookup(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    write_preset(one, "later", [agent("a")])
+    write_preset(two, "later", [agent("b")])
+    store = PresetStore()
+    store.extra_dirs.append(one)  # a public list: added to after the store was made
+    assert store.load("later").agents[0].model == "openai/a"
+    store.extra_dirs = [one, two]  # or replaced: the later directory wins
+    assert store.load("later").agents[0].model == "openai/b"
+
+
 def test_a_preset_is_read_again_whenever_its_file_may_have_changed(tmp_path, monkeypatch):
     """A file that has not changed, and had not changed for a while when it was read, is not read again; any write
     since is seen by the next load, even one that keeps the size and puts the modification time back."""

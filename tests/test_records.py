@@ -9,6 +9,7 @@ import litellm
 import pytest
 
 from massgen_litellm.record import RunRecord
+from massgen_litellm.run import Run
 from massgen_litellm.testing.openai_chat import answer_then_vote, fail
 from tests.conftest import agent, write_preset
 
@@ -33,6 +34,23 @@ async def test_each_run_writes_its_record_atomically(fake, registered, tmp_path,
     assert records[record["run_id"]] == record
     # Named by time, then run id: a directory listing is the runs in order.
     assert [f.stem.split("-")[1] for f in files] == [first.massgen["run_id"], record["run_id"]]
+
+
+async def test_a_runs_cost_is_its_calls_costs_added_in_the_order_they_started(fake, registered, monkeypatch):
+    """The run's cost is what LiteLLM bills (`response_cost`), and float addition is not associative: added agent by
+    agent, these prices came to 0.6022369999999999 instead of 0.602237."""
+    runs: list[Run] = []
+    record = Run.record
+    monkeypatch.setattr(Run, "record", lambda self: runs.append(self) or record(self))
+    fake.script("a", answer_then_vote("4"))
+    write_preset(registered, "trio", [agent("a")] * 3, skip_voting_when_unanimous=False)
+    await litellm.acompletion(model="massgen/trio", messages=QUESTION)
+    calls = sorted((c for p in runs[0].participants.values() for c in p.calls), key=lambda c: c["started_at"])
+    prices = [0.2, 0.000977, 0.00042, 0.00042, 0.00042, 0.1, 0.3]
+    assert len(calls) == len(prices)
+    for call, price in zip(calls, prices, strict=True):
+        call["cost"] = price
+    assert runs[0].record()["cost"] == sum(prices) == 0.602237
 
 
 async def test_a_failed_run_leaves_its_record_too(fake, registered, tmp_path, monkeypatch):
