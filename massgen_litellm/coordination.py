@@ -223,18 +223,20 @@ class Coordinator:
     async def run(self) -> Outcome:
         self._start = time.monotonic()
         loop = asyncio.get_running_loop()
-        # A future and a timer rather than a wait for an event within a timeout: the same, with less to set up.
         settled = self._settled = loop.create_future()
-        deadline = loop.call_later(self._limits.run_timeout, self._settle, False)
         self._start_round(self._limits.initial_round_timeout)
         tasks = [
             asyncio.create_task(self._agent_loop(agent_id), name=f"massgen-{agent_id}") for agent_id in self.agent_ids
         ]
+        deadline: asyncio.TimerHandle | None = None
         try:
+            # A future and a timer rather than a wait for an event within a timeout: the same, with less to set up.
+            deadline = loop.call_later(self._limits.run_timeout, self._settle, False)
             # Judged before the agents still in a turn are stopped: a late agent's state says it was left behind.
             end_reason = self._end_reason() if await settled else "timeout"
         finally:
-            deadline.cancel()
+            if deadline is not None:
+                deadline.cancel()
             if self._round_timer is not None:
                 self._round_timer.cancel()
             # Once settled, an agent waiting for a change leaves by itself when woken (its loop checks the run has
