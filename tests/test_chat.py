@@ -158,8 +158,15 @@ def test_ctrl_c_stops_a_running_team_and_the_session_goes_on(fake: FakeLLM, env:
     assert "Two and two make four." in ask(child, "What is 2 + 2?")
     assert all(("user", "Take your time.") not in history_of(call) for call in fake.calls[before:])
 
-    child.sendintr()  # at the prompt: the line is dropped, the session stays
+    # At the prompt, Ctrl-C drops the line and the session stays. Typed first and waited for: once the line editor
+    # echoes it, the session is reading the terminal. A Ctrl-C sent on the prompt's first byte could land before that
+    # read starts, and Python's input() would then wait for a key before acting on it (a CPython race, not ours).
+    calls = len(fake.calls)
+    child.send("half a question")
+    child.expect_exact("half a question")
+    child.sendintr()
     child.expect_exact(PROMPT)
+    assert len(fake.calls) == calls  # the dropped line was never asked
     child.sendeof()  # Ctrl-D quits
     child.expect(pexpect.EOF, timeout=60)
     child.close()
