@@ -29,7 +29,7 @@ class Budget:
             raise OutOfBudget(f"the run has used its max_calls={self.max_calls} upstream requests")
         if self.tokens >= self.max_tokens:
             raise OutOfBudget(f"the run has used its max_run_tokens={self.max_tokens} tokens")
-        left = self.deadline - time.monotonic()
+        left = self.seconds_left()
         if left <= 0:
             raise OutOfBudget("the run has reached its run_timeout")
         self.calls += requests

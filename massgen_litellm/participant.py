@@ -520,9 +520,9 @@ def _price(cost: Any) -> float | None:
 
 class _CallRecord:
     """One call's account in the record (`with _CallRecord(participant, kind) as call:`): when it started, how long
-    it took, what it reported, how it failed. Filled in as it goes; when the `with` block is left, however, its entry
-    (a `CallInfo` in its JSON form, as `Run.record` makes the whole record) goes on the participant's `calls`. A class
-    rather than a generator context manager: it is entered for every call."""
+    it took, what it reported, how it failed. Filled in as it goes; when the `with` block is left, however it is left,
+    its entry (a `CallInfo` in its JSON form, as `Run.record` makes the whole record) goes on the participant's
+    `calls`. A class rather than a generator context manager: it is entered for every call."""
 
     __slots__ = (
         "_began",
