@@ -169,6 +169,8 @@ def test_ctrl_c_stops_a_running_team_and_the_session_goes_on(fake: FakeLLM, env:
     child.expect_exact("half a question")
     child.sendintr()
     child.expect_exact(PROMPT)
+    child.sendline("")  # had the line survived the Ctrl-C, this would ask it
+    child.expect_exact(PROMPT)
     assert len(fake.calls) == calls  # the dropped line was never asked
     child.sendeof()  # Ctrl-D quits
     child.expect(pexpect.EOF, timeout=60)
