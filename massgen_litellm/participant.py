@@ -325,6 +325,8 @@ class Participant:
         deadline = time.monotonic() + timeout
         with _CallRecord(self, "present") as call:
             stream = None
+            reported = False  # the provider's usage chunk came (it comes last, after the whole reply)
+            received: list[str] = []  # what the provider sent, counted if its usage never comes
             try:
                 if self._to_serve:
                     await self._connect()
@@ -345,9 +347,10 @@ class Participant:
                         break
                     if getattr(chunk, "usage", None):
                         _count(call, chunk.usage)
-                        call.cost = self._stream_cost(call.prompt_tokens, call.completion_tokens)
+                        reported = True
                     text = chunk.choices[0].delta.content if chunk.choices else None
                     if text:
+                        received.append(text)
                         room -= len(text)
                         yield text[: len(text) + room] if room < 0 else text
                 if room <= 0:
@@ -359,6 +362,11 @@ class Participant:
             finally:
                 if stream is not None and hasattr(stream, "aclose"):
                     await stream.aclose()  # a stream left unread would keep its connection open
+                # Cut at max_answer_chars, stopped by the client, broken off or timed out, a stream ends before its
+                # usage: the provider had the prompt and wrote what arrived, and bills for them. They are counted as
+                # LiteLLM counts a stream that reports no usage, not recorded (and billed to the caller) as nothing.
+                if stream is not None and (reported or await self._count_unreported(call, messages, received)):
+                    call.cost = self._stream_cost(call.prompt_tokens, call.completion_tokens)
                 self.budget.spend(call.prompt_tokens + call.completion_tokens)
 
     def _reserve(self, kind: CallKind) -> float:
@@ -499,6 +507,28 @@ class Participant:
         message = (getattr(exc, "message", None) or str(exc)).split("Traceback (most recent call last)")[0]
         message = " ".join(redact(message, self._secrets).split())[:500] or "no message"
         return f"{type(exc).__name__}: {message}"
+
+    async def _count_unreported(self, call: _CallRecord, messages: list[Message], received: list[str]) -> bool:
+        """Whether a stream that ended before its provider reported usage could be counted: its prompt and the text
+        that arrived, by LiteLLM's `token_counter` (the model's own tokenizer where LiteLLM has one), as LiteLLM
+        counts a stream without usage. The record's notes say the tokens are counted. In a thread: a long
+        conversation takes the tokenizer milliseconds."""
+        model, text = self.config.model, "".join(received)
+
+        def count() -> tuple[int, int]:
+            completion = litellm.token_counter(model=model, text=text) if text else 0
+            return litellm.token_counter(model=model, messages=messages), completion
+
+        try:
+            call.prompt_tokens, call.completion_tokens = await asyncio.to_thread(count)
+        except Exception as exc:  # an answer without a count beats no answer; the note says so
+            self._note(f"{self.agent_id}'s presentation reported no usage, and counting it failed: {exc}")
+            return False
+        self._note(
+            f"{self.agent_id}'s presentation ended before its provider reported usage: its tokens are LiteLLM's "
+            f"count ({call.prompt_tokens} prompt, {call.completion_tokens} completion)"
+        )
+        return True
 
     def _stream_cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         try:

@@ -173,6 +173,40 @@ async def test_a_presentation_stream_cut_half_way_ends_the_stream_with_an_error(
     assert received and "presentation by agent1 broke off" in str(caught.value)
 
 
+async def test_a_presentation_stream_cut_at_max_answer_chars_counts_its_tokens(
+    server: LoopbackServer, registered: Path
+) -> None:
+    """A provider reports a stream's usage in its last chunk, which a presentation cut short never reads. The
+    provider still had the prompt and wrote what arrived, and bills for them: they are counted, not recorded (and
+    billed to the caller) as nothing. A proxy client may lower max_answer_chars, so this is also a billing hole."""
+
+    def winner(call: Call) -> Reply:
+        return Reply(content="tick", endless=0.001) if call.is_presentation else answer_then_vote("4")(call)
+
+    server.fake.script("a", winner)
+    server.fake.script("b", answer_then_vote("4"))
+    write_preset(registered, "team", [entry(server, "a"), entry(server, "b")], max_answer_chars=100)
+    stream = await litellm.acompletion(
+        model="massgen/team", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(content) == 100 and content.startswith("tick0 tick1 ")
+    record = next(c.massgen for c in chunks if getattr(c, "massgen", None))
+    presentation = next(c for c in record["calls"] if c["kind"] == "present")
+    sent = next(c for c in server.fake.calls if c.is_presentation)
+    assert presentation["prompt_tokens"] == litellm.token_counter(model="openai/a", messages=sent.body["messages"])
+    # What arrived: the 100 characters passed on, and the rest of the chunk that crossed the limit.
+    shown = litellm.token_counter(model="openai/a", text=content)
+    assert shown <= presentation["completion_tokens"] <= shown + 3
+    assert any("presentation ended before its provider reported usage" in note for note in record["notes"])
+    # The caller's usage is the record's, the counted presentation included.
+    assert chunks[-1].usage.prompt_tokens == record["usage"]["prompt_tokens"]
+    assert record["usage"]["prompt_tokens"] == sum(c["prompt_tokens"] for c in record["calls"])
+    await until(lambda: server.open_connections == 0, 5, "the flooding stream's connection is closed")
+
+
 async def test_cancelling_the_caller_closes_every_connection_and_leaves_no_task(
     server: LoopbackServer, registered: Path
 ) -> None:
