@@ -602,11 +602,14 @@ class _CallRecord:
 
 def _count(call: _CallRecord, usage: Any) -> None:
     # Plain getattr: LiteLLM's Usage always has these fields (None where a provider gave nothing), and getattr finds
-    # a field that is there faster than _field does.
-    call.prompt_tokens = getattr(usage, "prompt_tokens", None) or 0
-    call.completion_tokens = getattr(usage, "completion_tokens", None) or 0
+    # a field that is there faster than _field does. LiteLLM makes them whole numbers but keeps a negative one, which
+    # would give tokens back to the run's budget (max_run_tokens): it counts as none.
+    call.prompt_tokens = max(getattr(usage, "prompt_tokens", None) or 0, 0)
+    call.completion_tokens = max(getattr(usage, "completion_tokens", None) or 0, 0)
     # What the provider itself reported as reasoning (thinking) tokens, if anything; never an estimate.
-    call.reasoning_tokens = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None) or 0
+    call.reasoning_tokens = max(
+        getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None) or 0, 0
+    )
 
 
 # What LiteLLM returns beside a reply's text and tool calls and reads back when the message is sent again in the same

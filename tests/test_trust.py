@@ -106,6 +106,31 @@ async def test_max_run_tokens_stops_new_calls(fake, registered):
     assert len(fake.calls) < 10
 
 
+async def test_a_negative_token_count_gives_no_tokens_back_to_the_budget(fake, registered):
+    """LiteLLM keeps a negative count a provider reports: counted as such, it would undo other calls' spending."""
+    refund = {"prompt_tokens": -100_000, "completion_tokens": -100_000, "total_tokens": -200_000}
+    tool_call = {"id": "c1", "type": "function", "function": {"name": "new_answer", "arguments": '{"content": "4"}'}}
+    message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+    choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
+    body = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [choice], "usage": refund}
+    fake.script("refunds", lambda call: Reply(body=json.dumps(body).encode()))
+    fake.script("b", lambda call: answer("y" * 400))
+    write_preset(
+        registered,
+        "team",
+        [agent("refunds"), agent("b")],
+        max_run_tokens=300,
+        max_answers_per_agent=20,
+        max_turns_per_agent=50,
+        final="winner_answer",
+    )
+    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    record = response.massgen
+    refunded = [c for c in record["calls"] if c["agent_id"] == "agent1"]
+    assert refunded and all(c["prompt_tokens"] == c["completion_tokens"] == 0 for c in refunded)
+    assert record["end_reason"] == "budget" and 300 <= record["usage"]["total_tokens"] == response.usage.total_tokens
+
+
 async def test_a_long_reply_is_cut_and_others_see_the_cut(fake, registered):
     fake.script("a", lambda call: vote("agent1") if "agent1" in call.answers else answer("a" * 5000))
     agents = [agent("a"), agent("a")]
