@@ -15,7 +15,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MAX_AGENTS = 32
 # Far above any model's output limit; a bound so that no request can ask a provider for an absurd reply.
@@ -32,6 +41,17 @@ DEFAULT_NUM_RETRIES = 1
 
 # How an agent answers and votes: by calling tools, or in plain text (for models without function calling).
 Protocol = Literal["tools", "text"]
+
+
+def _a_number(value: Any) -> Any:
+    # pydantic reads true as 1, and YAML reads `yes` and `on` as true: `max_calls: yes` would quietly allow one
+    # request. A setting that is a number takes none of them.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+_NUMBERS = (int, float, int | None, float | None)
 
 
 class Sampling(BaseModel):
@@ -57,6 +77,11 @@ class Sampling(BaseModel):
     seed: StrictInt | None = Field(
         None, ge=-(2**63), lt=2**63, description="A signed 64-bit integer, for providers that sample reproducibly."
     )
+
+    @field_validator("temperature", "top_p", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: Any) -> Any:
+        return _a_number(value)
 
     def sampling(self) -> dict[str, object]:
         """The parameters that are set, by name, as LiteLLM takes them: `{"temperature": 0.2, ...}`."""
@@ -101,6 +126,11 @@ class AgentConfig(Sampling):
         "no function calling; an agent whose provider refuses tools, or whose tool replies keep failing, switches to "
         "text for the rest of the run.",
     )
+
+    @field_validator("num_retries", mode="before")
+    @classmethod
+    def _retries_not_a_flag(cls, value: Any) -> Any:
+        return _a_number(value)
 
     @field_validator("model")
     @classmethod
@@ -286,6 +316,11 @@ class RunOptions(BaseModel):
         "fallback model; on: progress at once, but a stream whose run fails ends in an error. Any caller may set "
         "it: it changes only how its own reply is delivered.",
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_not_flags(cls, value: Any, info: ValidationInfo) -> Any:
+        return _a_number(value) if cls.model_fields[info.field_name or ""].annotation in _NUMBERS else value
 
 
 RUN_OPTION_NAMES = tuple(RunOptions.model_fields)

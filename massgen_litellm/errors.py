@@ -56,6 +56,8 @@ def describe_validation_error(error: ValidationError, shape: type[BaseModel], wh
         if problem["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(shape, problem["loc"]))
             lines.append(f"{path}: unknown key; allowed keys: {allowed}")
+        elif problem["type"] == "value_error" and "error" in problem.get("ctx", {}):
+            lines.append(f"{path}: {problem['ctx']['error']}")  # our own validator's words, without "Value error, "
         else:
             lines.append(f"{path}: {problem['msg']}")
     return "; ".join(lines)

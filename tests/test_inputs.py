@@ -129,6 +129,20 @@ async def test_bad_run_option_is_a_400(registered):
         await litellm.acompletion(model="massgen/build", messages=QUESTION, max_answers_per_agent=0)
 
 
+@pytest.mark.parametrize("where", ["request", "preset"])
+async def test_a_flag_where_a_number_goes_is_a_400_not_1(fake, registered, where):
+    """YAML reads `yes` as true, and pydantic would read true as 1: `max_calls: yes` must not mean one request."""
+    (registered / "team.yaml").write_text(
+        f"agents: [{{model: openai/a, api_base: '{BASE}', api_key: {KEY}}}]\n"
+        + ("max_calls: yes\n" if where == "preset" else "")
+    )
+    extra = {"max_calls": True, "temperature": True} if where == "request" else {}
+    with pytest.raises(litellm.BadRequestError, match="max_calls: must be a number, not true or false") as info:
+        await litellm.acompletion(model="massgen/team", messages=QUESTION, **extra)
+    assert info.value.status_code == 400
+    assert fake.calls == []
+
+
 @pytest.mark.parametrize("messages", [[], [{"role": "wizard", "content": "x"}]])
 async def test_bad_messages_are_a_400(registered, messages):
     with pytest.raises(litellm.BadRequestError, match="messages"):
