@@ -86,19 +86,18 @@ async def test_max_calls_counts_every_request_and_keeps_the_presentations(fake, 
     assert fake.calls[-1].is_presentation and response.choices[0].message.content == "Final"
 
 
+async def tokens_budgeted_run(fake, registered, first: str) -> litellm.ModelResponse:
+    """A run of `first` and an agent that answers 400 characters every turn, until 300 tokens are spent."""
+    fake.script("b", lambda call: answer("y" * 400))
+    agents = [agent(first), agent("b")]
+    budget = {"max_run_tokens": 300, "max_answers_per_agent": 20, "max_turns_per_agent": 50}
+    write_preset(registered, "team", agents, **budget, final="winner_answer")
+    return await litellm.acompletion(model="massgen/team", messages=QUESTION)
+
+
 async def test_max_run_tokens_stops_new_calls(fake, registered):
     fake.script("a", lambda call: answer("x" * 400))
-    fake.script("b", lambda call: answer("y" * 400))
-    write_preset(
-        registered,
-        "team",
-        [agent("a"), agent("b")],
-        max_run_tokens=300,
-        max_answers_per_agent=20,
-        max_turns_per_agent=50,
-        final="winner_answer",
-    )
-    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    response = await tokens_budgeted_run(fake, registered, "a")
     record = response.massgen
     assert record["end_reason"] == "budget"
     spent_before_last_round = sum(c["prompt_tokens"] + c["completion_tokens"] for c in record["calls"][:-2])
@@ -114,17 +113,7 @@ async def test_a_negative_token_count_gives_no_tokens_back_to_the_budget(fake, r
     choice = {"index": 0, "finish_reason": "tool_calls", "message": message}
     body = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [choice], "usage": refund}
     fake.script("refunds", lambda call: Reply(body=json.dumps(body).encode()))
-    fake.script("b", lambda call: answer("y" * 400))
-    write_preset(
-        registered,
-        "team",
-        [agent("refunds"), agent("b")],
-        max_run_tokens=300,
-        max_answers_per_agent=20,
-        max_turns_per_agent=50,
-        final="winner_answer",
-    )
-    response = await litellm.acompletion(model="massgen/team", messages=QUESTION)
+    response = await tokens_budgeted_run(fake, registered, "refunds")
     record = response.massgen
     refunded = [c for c in record["calls"] if c["agent_id"] == "agent1"]
     assert refunded and all(c["prompt_tokens"] == c["completion_tokens"] == 0 for c in refunded)
