@@ -106,7 +106,7 @@ async def test_a_client_that_stops_reading_mid_reply_leaves_a_record_with_every_
     fake, registered, tmp_path, monkeypatch
 ):
     """The client goes away while the winner is still presenting: the record kept on disk has the presentation's
-    call too (ended, with the reason), as the provider saw it."""
+    call too (ended, with the reason), as the provider saw it, its tokens counted where its usage never came."""
     logs = tmp_path / "runs"
     monkeypatch.setenv("MASSGEN_LOG_DIR", str(logs))
     fake.script("a", answer_then_vote("word " * 200))
@@ -124,3 +124,9 @@ async def test_a_client_that_stops_reading_mid_reply_leaves_a_record_with_every_
     record = json.loads(files[0].read_text())
     assert [c["kind"] for c in record["calls"]].count("present") == 1
     assert len(record["calls"]) == len(fake.calls)
+    presentation = next(c for c in record["calls"] if c["kind"] == "present")
+    sent = next(c for c in fake.calls if c.is_presentation)
+    assert presentation["prompt_tokens"] == litellm.token_counter(model="openai/a", messages=sent.body["messages"])
+    assert presentation["completion_tokens"] > 0
+    assert record["usage"]["prompt_tokens"] == sum(c["prompt_tokens"] for c in record["calls"])
+    assert any("presentation ended before its provider reported usage" in note for note in record["notes"])
