@@ -361,10 +361,10 @@ class Participant:
                 raise AgentFailed(self._describe(exc)) from exc
             finally:
                 # What was spent is recorded before any await: a client that goes away cancels each one (the proxy
-                # cancels the whole scope), and the call must still be counted and charged. Cut at
-                # max_answer_chars, stopped by the client, broken off or timed out, a stream ends before its usage:
-                # the provider had the prompt and wrote what arrived, and bills for them, so they are counted as
-                # LiteLLM counts a stream that reports no usage, not recorded (and billed to the caller) as nothing.
+                # cancels the whole scope), and the call must still be counted and charged. Cut at max_answer_chars
+                # or a stop sequence, stopped by the client, broken off or timed out, a stream ends before its
+                # usage: the provider had the prompt and wrote what arrived, and bills for them, so they are counted
+                # as LiteLLM counts a stream that reports no usage, not recorded (and billed to the caller) as nothing.
                 if stream is not None and (reported or self._count_unreported(call, messages, received)):
                     call.cost = self._stream_cost(call.prompt_tokens, call.completion_tokens)
                 self.budget.spend(call.prompt_tokens + call.completion_tokens)
@@ -513,20 +513,27 @@ class Participant:
     def _count_unreported(self, call: _CallRecord, messages: list[Message], received: list[str]) -> bool:
         """Whether a stream that ended before its provider reported usage could be counted: its prompt and the text
         that arrived, by LiteLLM's `token_counter` (the model's own tokenizer where LiteLLM has one), as LiteLLM
-        counts a stream without usage. The record's notes say the tokens are counted. On the event loop, as LiteLLM
-        counts, since it must be done before any await (see `present_stream`): once per stream cut short, 7 ms for
-        a 100 KB conversation on the benchmarks' machine."""
-        model, text = self.config.model, "".join(received)
+        counts a stream without usage; parts of the prompt it cannot count (audio, video) are left out rather than
+        the whole count. The record's notes say the tokens are counted. On the event loop, as LiteLLM counts, since
+        it must be done before any await (see `present_stream`): once per stream cut short, 7 ms for a 100 KB
+        conversation on the benchmarks' machine."""
+        model, text, left_out = self.config.model, "".join(received), ""
         try:
-            prompt = litellm.token_counter(model=model, messages=messages)
-            call.completion_tokens = litellm.token_counter(model=model, text=text) if text else 0
-            call.prompt_tokens = prompt
+            completion = litellm.token_counter(model=model, text=text) if text else 0
+            try:
+                prompt = litellm.token_counter(model=model, messages=messages)
+            except Exception:
+                prompt = litellm.token_counter(model=model, messages=_text_parts_only(messages))
+                left_out = ", its prompt's parts other than text left out"
         except Exception as exc:  # an answer without a count beats no answer; the note says so
-            self._note(f"{self.agent_id}'s presentation reported no usage, and counting it failed: {exc}")
+            self._note(
+                f"{self.agent_id}'s presentation reported no usage, and counting it failed: {self._describe(exc)}"
+            )
             return False
+        call.prompt_tokens, call.completion_tokens = prompt, completion
         self._note(
             f"{self.agent_id}'s presentation ended before its provider reported usage: its tokens are LiteLLM's "
-            f"count ({call.prompt_tokens} prompt, {call.completion_tokens} completion)"
+            f"count ({prompt} prompt, {completion} completion{left_out})"
         )
         return True
 
@@ -538,6 +545,15 @@ class Participant:
         except Exception:
             return None
         return _price(prompt_cost + completion_cost)
+
+
+def _text_parts_only(messages: list[Message]) -> list[Message]:
+    return [
+        {**m, "content": [p for p in m["content"] if isinstance(p, Mapping) and p.get("type") == "text"]}
+        if isinstance(m.get("content"), list)
+        else m
+        for m in messages
+    ]
 
 
 def _price(cost: Any) -> float | None:

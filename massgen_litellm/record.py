@@ -49,10 +49,10 @@ class CallInfo(_Record):
             (the winner writing the final reply).
         turn: the agent's turn number, from 1; None for the presentation.
         seconds: how long the call took, LiteLLM's own retries included.
-        prompt_tokens: as the provider reported them; 0 for a call that failed before any reply. A streamed
-            presentation that ended before its provider reported them (cut at max_answer_chars, stopped by the
-            client, broken off) has LiteLLM's count (`token_counter`) of its prompt and of what arrived, and a note
-            in `notes` says so.
+        prompt_tokens: as the provider reported them; 0 for a call that failed before its reply began. A streamed
+            presentation that ended before its provider reported them (cut at max_answer_chars or at a `stop`
+            sequence, stopped by the client, broken off, timed out) has LiteLLM's count (`token_counter`) of its
+            prompt and of what arrived, and a note in `notes` says so.
         completion_tokens: the same, for the reply.
         error: why the call failed, redacted of keys; None if it succeeded.
     """

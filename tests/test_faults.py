@@ -173,12 +173,20 @@ async def test_a_presentation_stream_cut_half_way_ends_the_stream_with_an_error(
     assert received and "presentation by agent1 broke off" in str(caught.value)
 
 
+AUDIO = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+
+
+@pytest.mark.parametrize("question", ["text", "with audio"])
 async def test_a_presentation_stream_cut_at_max_answer_chars_counts_its_tokens(
-    server: LoopbackServer, registered: Path
+    server: LoopbackServer, registered: Path, question: str
 ) -> None:
     """A provider reports a stream's usage in its last chunk, which a presentation cut short never reads. The
     provider still had the prompt and wrote what arrived, and bills for them: they are counted, not recorded (and
-    billed to the caller) as nothing. A proxy client may lower max_answer_chars, so this is also a billing hole."""
+    billed to the caller) as nothing. A proxy client may lower max_answer_chars, so this is also a billing hole.
+    A part LiteLLM cannot count (audio) is left out of the count, not the whole prompt with it."""
+    messages = QUESTION
+    if question == "with audio":
+        messages = [{"role": "user", "content": [{"type": "text", "text": QUESTION[0]["content"]}, AUDIO]}]
 
     def winner(call: Call) -> Reply:
         return Reply(content="tick", endless=0.001) if call.is_presentation else answer_then_vote("4")(call)
@@ -187,7 +195,7 @@ async def test_a_presentation_stream_cut_at_max_answer_chars_counts_its_tokens(
     server.fake.script("b", answer_then_vote("4"))
     write_preset(registered, "team", [entry(server, "a"), entry(server, "b")], max_answer_chars=100)
     stream = await litellm.acompletion(
-        model="massgen/team", messages=QUESTION, stream=True, stream_options={"include_usage": True}
+        model="massgen/team", messages=messages, stream=True, stream_options={"include_usage": True}
     )
     chunks = [chunk async for chunk in stream]
 
@@ -195,12 +203,19 @@ async def test_a_presentation_stream_cut_at_max_answer_chars_counts_its_tokens(
     assert len(content) == 100 and content.startswith("tick0 tick1 ")
     record = next(c.massgen for c in chunks if getattr(c, "massgen", None))
     presentation = next(c for c in record["calls"] if c["kind"] == "present")
-    sent = next(c for c in server.fake.calls if c.is_presentation)
-    assert presentation["prompt_tokens"] == litellm.token_counter(model="openai/a", messages=sent.body["messages"])
+    sent = next(c for c in server.fake.calls if c.is_presentation).body["messages"]
+    parts = [part for m in sent if isinstance(m["content"], list) for part in m["content"]]
+    assert (AUDIO in parts) == (question == "with audio")
+    # What LiteLLM can count: the audio left out of the message that carries it.
+    countable = [
+        {**m, "content": [p for p in m["content"] if p != AUDIO]} if isinstance(m["content"], list) else m for m in sent
+    ]
+    assert presentation["prompt_tokens"] == litellm.token_counter(model="openai/a", messages=countable) > 0
     # What arrived: the 100 characters passed on, and the rest of the chunk that crossed the limit.
     shown = litellm.token_counter(model="openai/a", text=content)
     assert shown <= presentation["completion_tokens"] <= shown + 3
-    assert any("presentation ended before its provider reported usage" in note for note in record["notes"])
+    (note,) = [note for note in record["notes"] if "presentation ended before its provider reported usage" in note]
+    assert ("parts other than text left out" in note) == (question == "with audio")
     # The caller's usage is the record's, the counted presentation included.
     assert chunks[-1].usage.prompt_tokens == record["usage"]["prompt_tokens"]
     assert record["usage"]["prompt_tokens"] == sum(c["prompt_tokens"] for c in record["calls"])
