@@ -43,18 +43,21 @@ DEFAULT_NUM_RETRIES = 1
 Protocol = Literal["tools", "text"]
 
 
-def _a_number(value: Any) -> Any:
-    # pydantic reads true as 1, and YAML reads `yes` and `on` as true: `max_calls: yes` would quietly allow one
-    # request. A setting that is a number takes none of them.
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true or false")
-    return value
-
-
 _NUMBERS = (int, float, int | None, float | None)
 
 
-class Sampling(BaseModel):
+class _Settings(BaseModel):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_not_flags(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1, and YAML reads `yes` and `on` as true: `max_calls: yes` would quietly allow one
+        # request. A setting that is a number takes none of them.
+        if isinstance(value, bool) and cls.model_fields[info.field_name or ""].annotation in _NUMBERS:
+            raise ValueError("must be a number, not true or false")
+        return value
+
+
+class Sampling(_Settings):
     """How a model samples: set per agent, or on the outer call for every agent that does not set its own.
 
     Types and ranges are checked here, before any call, so that `temperature: "hot"` or `max_tokens: -1` is a 400
@@ -77,11 +80,6 @@ class Sampling(BaseModel):
     seed: StrictInt | None = Field(
         None, ge=-(2**63), lt=2**63, description="A signed 64-bit integer, for providers that sample reproducibly."
     )
-
-    @field_validator("temperature", "top_p", mode="before")
-    @classmethod
-    def _not_a_flag(cls, value: Any) -> Any:
-        return _a_number(value)
 
     def sampling(self) -> dict[str, object]:
         """The parameters that are set, by name, as LiteLLM takes them: `{"temperature": 0.2, ...}`."""
@@ -126,11 +124,6 @@ class AgentConfig(Sampling):
         "no function calling; an agent whose provider refuses tools, or whose tool replies keep failing, switches to "
         "text for the rest of the run.",
     )
-
-    @field_validator("num_retries", mode="before")
-    @classmethod
-    def _retries_not_a_flag(cls, value: Any) -> Any:
-        return _a_number(value)
 
     @field_validator("model")
     @classmethod
@@ -215,7 +208,7 @@ def _from_env(value: str, field: str) -> str:
     return found
 
 
-class RunOptions(BaseModel):
+class RunOptions(_Settings):
     """The limits and the ending of a run: set by a preset, overridable per request (a proxy client may only
     tighten them: `LIMIT_OPTIONS` lower, `final` freely).
 
@@ -316,11 +309,6 @@ class RunOptions(BaseModel):
         "fallback model; on: progress at once, but a stream whose run fails ends in an error. Any caller may set "
         "it: it changes only how its own reply is delivered.",
     )
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_not_flags(cls, value: Any, info: ValidationInfo) -> Any:
-        return _a_number(value) if cls.model_fields[info.field_name or ""].annotation in _NUMBERS else value
 
 
 RUN_OPTION_NAMES = tuple(RunOptions.model_fields)
